@@ -1,0 +1,24 @@
+// The whole of corio: #include <corio/corio.hpp>.
+//
+// corio is Python's asyncio for C++20: one thread, one event loop, coroutines that switch only
+// at co_await. Names follow asyncio (docs/asyncio-map.md has the full table):
+//
+//   coro.hpp        Coro<T>                        (async def)
+//   events.hpp      EventLoop, get_running_loop    (asyncio.events)
+//   futures.hpp     Future<T>                      (asyncio.futures)
+//   tasks.hpp       Task<T>, create_task, sleep, gather, wait, as_completed, shield,
+//                   current_task, all_tasks        (asyncio.tasks)
+//   timeouts.hpp    timeout, timeout_at, wait_for  (asyncio.timeouts)
+//   taskgroups.hpp  TaskGroup, task_group          (asyncio.taskgroups)
+//   runners.hpp     run, Runner                    (asyncio.runners)
+//   errors.hpp      CancelledError, TimeoutError, ... (asyncio.exceptions)
+#pragma once
+
+#include "corio/coro.hpp"
+#include "corio/errors.hpp"
+#include "corio/events.hpp"
+#include "corio/futures.hpp"
+#include "corio/runners.hpp"
+#include "corio/taskgroups.hpp"
+#include "corio/tasks.hpp"
+#include "corio/timeouts.hpp"

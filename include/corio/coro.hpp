@@ -1,0 +1,230 @@
+// corio::Coro<T>: a coroutine, what `async def` is in Python.
+//
+//     corio::Coro<int> add(int a, int b) {
+//         co_await corio::sleep(10ms);
+//         co_return a + b;
+//     }
+//     int sum = co_await add(1, 2);           // runs inside the awaiting task
+//     auto task = corio::create_task(add(1, 2));  // runs concurrently as its own task
+//
+// A Coro is lazy: nothing runs until it is awaited or wrapped in a Task. Awaiting one is a
+// direct call (symmetric transfer, no trip through the loop), so deep chains cost no
+// scheduling. A Coro that is destroyed without being awaited frees its frame and never runs.
+//
+// Each Coro records where it is defined and the line of the co_await it is suspended at, so a
+// task's await chain can be printed with source locations (see the debugging docs).
+#pragma once
+
+#include <cassert>
+#include <coroutine>
+#include <exception>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "corio/detail/awaitable.hpp"
+#include "corio/detail/future_core.hpp"
+#include "corio/detail/pool.hpp"
+#include "corio/detail/source_location.hpp"
+#include "corio/errors.hpp"
+
+namespace corio {
+
+template <class T = void>
+class Coro;
+
+namespace detail {
+
+// Awaiters that handle cancellation themselves (they register a Waiter, or cannot suspend the
+// task) say so; for any other awaitable a pending cancellation is raised when it resumes.
+template <class A>
+concept CancelAware = requires {
+    std::remove_cvref_t<A>::corio_cancel_aware;
+};
+
+struct PromiseBase;
+
+template <class P>
+TaskCore* task_of(std::coroutine_handle<P> h) noexcept {
+    if constexpr (std::is_base_of_v<PromiseBase, P>) {
+        return h.promise().task;
+    } else {
+        return t_state.current_task;
+    }
+}
+
+// Every Coro promise can become the root of a task (it derives from TaskCore); a nested Coro
+// just leaves those fields unused.
+struct PromiseBase : TaskCore {
+    std::coroutine_handle<> continuation;  // the awaiting coroutine, when awaited
+    PromiseBase* awaiting = nullptr;       // the Coro this one awaits now (the await chain)
+    TaskCore* task = nullptr;              // the task this coroutine runs in
+    SourceLocation where;                  // the coroutine's definition
+    std::uint32_t suspended_line = 0;      // line of the latest co_await
+
+    explicit PromiseBase(SourceLocation loc) noexcept : where(loc) {}
+
+    static void* operator new(std::size_t size) { return pool_allocate(size); }
+    static void operator delete(void* p, std::size_t size) noexcept { pool_deallocate(p, size); }
+
+    std::suspend_always initial_suspend() noexcept { return {}; }
+    void unhandled_exception() noexcept { exception = std::current_exception(); }
+
+    bool is_task_root() const noexcept { return task == this; }
+
+    template <class Inner>
+    struct CheckedAwaiter {
+        Inner inner;
+        PromiseBase* self;
+
+        bool await_ready() { return inner.await_ready(); }
+        template <class P>
+        decltype(auto) await_suspend(std::coroutine_handle<P> h) {
+            return inner.await_suspend(h);
+        }
+        decltype(auto) await_resume() {
+            if constexpr (!CancelAware<Inner>) {
+                if (self->task != nullptr) self->task->throw_if_cancel_requested();
+            }
+            return inner.await_resume();
+        }
+    };
+
+    template <class A>
+    requires Awaitable<A>
+    auto await_transform(A&& a, SourceLocation loc = SourceLocation::current()) {
+        suspended_line = loc.line;
+        using Inner = decltype(get_awaiter(std::forward<A>(a)));
+        return CheckedAwaiter<Inner>{get_awaiter(std::forward<A>(a)), this};
+    }
+    template <class A>
+    requires(!Awaitable<A>) void await_transform(A&&, SourceLocation = SourceLocation::current()) {
+        reject_non_awaitable<A>();
+    }
+
+    struct FinalAwaiter {
+        bool await_ready() const noexcept { return false; }
+        template <class P>
+        std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
+            PromiseBase& p = h.promise();
+            if (p.continuation) return p.continuation;
+            p.finish_task();  // may free the frame; touch nothing after
+            return std::noop_coroutine();
+        }
+        void await_resume() const noexcept {}
+    };
+    FinalAwaiter final_suspend() noexcept { return {}; }
+
+    // The root coroutine returned: complete the task and drop the loop's reference.
+    void finish_task() noexcept;
+};
+
+template <class T>
+struct Promise : PromiseBase {
+    static_assert(!std::is_reference_v<T>, "corio::Coro<T&> is not supported; return a pointer");
+    std::optional<T> result;
+
+    explicit Promise(SourceLocation loc = SourceLocation::current()) noexcept : PromiseBase(loc) {}
+    Coro<T> get_return_object() noexcept;
+    template <class U = T>
+    void return_value(U&& v) {
+        result.emplace(std::forward<U>(v));
+    }
+    T take_result() {
+        if (exception) std::rethrow_exception(exception);
+        return std::move(*result);
+    }
+};
+
+template <>
+struct Promise<void> : PromiseBase {
+    explicit Promise(SourceLocation loc = SourceLocation::current()) noexcept : PromiseBase(loc) {}
+    Coro<void> get_return_object() noexcept;
+    void return_void() noexcept {}
+    void take_result() {
+        if (exception) std::rethrow_exception(exception);
+    }
+};
+
+}  // namespace detail
+
+template <class T>
+class [[nodiscard]] Coro {
+  public:
+    using promise_type = detail::Promise<T>;
+    using value_type = T;
+    using handle_type = std::coroutine_handle<promise_type>;
+
+    Coro() noexcept = default;
+    explicit Coro(handle_type h) noexcept : h_(h) {}
+    Coro(Coro&& other) noexcept : h_(std::exchange(other.h_, {})) {}
+    Coro& operator=(Coro&& other) noexcept {
+        if (this != &other) {
+            reset();
+            h_ = std::exchange(other.h_, {});
+        }
+        return *this;
+    }
+    ~Coro() { reset(); }
+
+    explicit operator bool() const noexcept { return static_cast<bool>(h_); }
+    // Where the coroutine is defined.
+    SourceLocation location() const noexcept { return h_ ? h_.promise().where : SourceLocation{}; }
+
+    struct Awaiter {
+        static constexpr bool corio_cancel_aware = true;
+        handle_type h;
+        detail::PromiseBase* parent = nullptr;
+
+        bool await_ready() const noexcept { return false; }
+        template <class P>
+        std::coroutine_handle<> await_suspend(std::coroutine_handle<P> caller) noexcept {
+            auto& child = h.promise();
+            child.continuation = caller;
+            child.task = detail::task_of(caller);
+            if constexpr (std::is_base_of_v<detail::PromiseBase, P>) {
+                parent = &caller.promise();
+                parent->awaiting = &child;
+            }
+            return h;
+        }
+        T await_resume() {
+            if (parent != nullptr) parent->awaiting = nullptr;
+            return h.promise().take_result();
+        }
+    };
+
+    Awaiter operator co_await() && { return Awaiter{checked_handle(), nullptr}; }
+    Awaiter operator co_await() & { return Awaiter{checked_handle(), nullptr}; }
+
+    // Gives up ownership of the frame (used by create_task).
+    handle_type release() noexcept { return std::exchange(h_, {}); }
+
+  private:
+    handle_type checked_handle() const {
+        if (!h_) throw RuntimeError("co_await on an empty or moved-from corio::Coro");
+        if (h_.promise().continuation || h_.done())
+            throw RuntimeError("corio::Coro awaited twice: a coroutine runs once");
+        return h_;
+    }
+    void reset() noexcept {
+        if (h_) h_.destroy();
+        h_ = {};
+    }
+
+    handle_type h_;
+};
+
+namespace detail {
+
+template <class T>
+Coro<T> Promise<T>::get_return_object() noexcept {
+    return Coro<T>(std::coroutine_handle<Promise<T>>::from_promise(*this));
+}
+
+inline Coro<void> Promise<void>::get_return_object() noexcept {
+    return Coro<void>(std::coroutine_handle<Promise<void>>::from_promise(*this));
+}
+
+}  // namespace detail
+}  // namespace corio

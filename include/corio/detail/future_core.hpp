@@ -1,0 +1,149 @@
+// The untyped state shared by Future<T> and Task<T>, and the protocol between a suspended task
+// and what it waits for.
+//
+// A task is suspended on exactly one thing at a time. The awaiter that suspends it registers a
+// Waiter, which knows how to undo the wait (leave a wait list, disarm a timer, withdraw an I/O
+// operation) when the task is cancelled: that is how cancellation loses nothing.
+#pragma once
+
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "corio/detail/intrusive.hpp"
+#include "corio/detail/loop_core.hpp"
+#include "corio/detail/source_location.hpp"
+
+namespace corio {
+class EventLoop;
+}
+
+namespace corio::detail {
+
+struct FutureCore;
+struct TaskCore;
+
+// Lifecycle of a future or task: Pending, then exactly one of Finished or Cancelled.
+enum class FutureState : std::uint8_t { Pending, Finished, Cancelled };
+
+// A node in a future's list of waiters. `notify` is called when the future completes, from
+// within the completion, and must only schedule work.
+struct DoneWaiter : ListHook {
+    void (*notify)(DoneWaiter*, FutureCore&) = nullptr;
+};
+
+// The undo half of a suspension. `cancel` is called by Task::cancel() while the task is
+// suspended on this waiter; it returns true when the cancellation was taken over (the task will
+// be woken and see CancelledError, or what it awaits will finish cancelled), false when the
+// task must instead be cancelled at its next resumption.
+struct Waiter {
+    bool (*cancel)(Waiter*, TaskCore&) = nullptr;
+};
+
+// The rarely used parts of a future, allocated on first use.
+struct FutureExtra {
+    std::string name;
+    std::string cancel_message;
+    std::vector<std::pair<std::uint64_t, std::function<void(FutureCore&)>>> callbacks;
+    std::uint64_t next_callback_id = 1;
+};
+
+struct FutureCore {
+    enum class Kind : std::uint8_t { Future, Task };
+
+    FutureState state = FutureState::Pending;
+    Kind kind = Kind::Future;
+    bool exception_retrieved = false;
+    bool must_cancel = false;  // task only: throw CancelledError at the next resumption
+    std::uint32_t refs = 0;
+    std::uint32_t registry_index = 0;  // position in the loop's registry of live futures
+    std::exception_ptr exception;      // also the exception slot of a nested coroutine
+    List<DoneWaiter> waiters;
+    FutureExtra* extra = nullptr;
+    void (*dispose)(FutureCore*) = nullptr;  // frees the object when the last reference goes
+    EventLoop* loop = nullptr;
+
+    FutureCore() = default;
+    FutureCore(const FutureCore&) = delete;
+    FutureCore& operator=(const FutureCore&) = delete;
+    ~FutureCore();
+
+    bool done() const noexcept { return state != FutureState::Pending; }
+    bool cancelled() const noexcept { return state == FutureState::Cancelled; }
+
+    void add_ref() noexcept { ++refs; }
+    void release() noexcept {
+        if (--refs == 0) dispose(this);
+    }
+
+    FutureExtra& ensure_extra();
+    const std::string& cancel_message() const noexcept;
+
+    // Cancels a future, or requests cancellation of a task. False if already done.
+    bool cancel(const std::string& message);
+
+    // Completes the future: wakes its waiters and schedules its done callbacks.
+    void set_finished(std::exception_ptr e);
+    void set_cancelled(std::exception_ptr cancelled_error);
+
+    // The exception a waiter should see, marking it as retrieved. Null when it succeeded.
+    std::exception_ptr take_exception() noexcept;
+    // Throws InvalidStateError unless done; rethrows the failure; marks it retrieved.
+    void check_result();
+
+    std::uint64_t add_done_callback(std::function<void(FutureCore&)> fn);
+    std::size_t remove_done_callback(std::uint64_t id) noexcept;
+
+    // Reports an exception nobody retrieved (asyncio's "Task exception was never retrieved").
+    void report_unretrieved() noexcept;
+
+    std::exception_ptr make_cancelled_error() const;
+
+  private:
+    void complete();
+};
+
+// A task's state. It lives at the front of the root coroutine's promise (every Coro promise
+// derives from it), so spawning a task costs the coroutine frame and nothing else.
+struct TaskCore : FutureCore, Runnable {
+    std::coroutine_handle<> resume_point;  // the innermost coroutine to resume
+    Waiter* waiter = nullptr;              // what the task is suspended on, if anything
+    std::uint32_t id = 0;
+    std::uint32_t cancel_requests = 0;
+    bool started = false;
+
+    // Called by an awaiter about to suspend the task.
+    void suspend(std::coroutine_handle<> h, Waiter* w) noexcept {
+        resume_point = h;
+        waiter = w;
+    }
+    // Schedules the task to resume at its suspension point.
+    void wake() noexcept;
+
+    bool request_cancel(const std::string& message);
+    std::uint32_t uncancel() noexcept {
+        if (cancel_requests > 0) --cancel_requests;
+        if (cancel_requests == 0) must_cancel = false;
+        return cancel_requests;
+    }
+    // If a cancellation is pending, consumes it and throws CancelledError.
+    void throw_if_cancel_requested() {
+        if (must_cancel) {
+            must_cancel = false;
+            throw_cancelled();
+        }
+    }
+    [[noreturn]] void throw_cancelled() const;
+
+    std::string name() const;
+    // The task's coroutine (the root of its await chain).
+    SourceLocation coroutine() const noexcept;
+};
+
+// The ready-queue entry point of every task (tasks.cpp).
+void task_step(Runnable* r);
+
+}  // namespace corio::detail

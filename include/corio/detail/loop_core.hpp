@@ -1,0 +1,112 @@
+// The loop's intrusive building blocks: what sits in the ready queue, the timer heap and the
+// backend. Each lives inside the object that waits (a task's promise, a sleep's awaiter, a
+// callback node), so scheduling, sleeping and waiting on a descriptor allocate nothing.
+#pragma once
+
+#include <sys/types.h>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+#include "corio/detail/intrusive.hpp"
+
+namespace corio {
+
+class EventLoop;
+
+// The loop's clock. loop.time() is a point on it; call_at() takes one.
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+using Duration = Clock::duration;
+
+namespace detail {
+
+// An entry of the ready queue: something to run on the next pass.
+struct Runnable {
+    Runnable* next_ready = nullptr;
+    void (*run)(Runnable*) = nullptr;
+};
+
+// FIFO of Runnables, singly linked through the entries themselves.
+class ReadyQueue {
+  public:
+    bool empty() const noexcept { return head_ == nullptr; }
+    void push(Runnable* r) noexcept {
+        r->next_ready = nullptr;
+        if (tail_ != nullptr) {
+            tail_->next_ready = r;
+        } else {
+            head_ = r;
+        }
+        tail_ = r;
+        ++size_;
+    }
+    Runnable* pop() noexcept {
+        Runnable* r = head_;
+        if (r != nullptr) {
+            head_ = r->next_ready;
+            if (head_ == nullptr) tail_ = nullptr;
+            r->next_ready = nullptr;
+            --size_;
+        }
+        return r;
+    }
+    std::size_t size() const noexcept { return size_; }
+
+  private:
+    Runnable* head_ = nullptr;
+    Runnable* tail_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+// A timer in the loop's heap. `fire` is called by the loop when the deadline passes; it must
+// only schedule work (push to the ready queue, cancel a task), never run user code itself.
+struct TimerNode {
+    static constexpr std::size_t kNotInHeap = ~std::size_t{0};
+    TimePoint deadline{};
+    std::uint64_t seq = 0;  // tie-break: equal deadlines fire in the order they were armed
+    std::size_t heap_index = kNotInHeap;
+    void (*fire)(TimerNode*) = nullptr;
+
+    bool armed() const noexcept { return heap_index != kNotInHeap; }
+};
+
+// An I/O operation handed to the backend: the unit of the operation-based backend interface.
+// A readiness backend (epoll, poll) tries the system call first and waits for readiness only
+// on EAGAIN; a completion backend would submit it as is. `complete` runs on the loop thread
+// when the operation finished and, like TimerNode::fire, only schedules work.
+struct IoOp : ListHook {
+    enum class Kind : std::uint8_t {
+        Readable,  // wait until fd is readable (or hung up / in error)
+        Writable,  // wait until fd is writable (or in error)
+        Read,      // read(fd, buf, len)
+        Write,     // write(fd, buf, len)
+    };
+    Kind kind = Kind::Readable;
+    bool persistent = false;  // stays registered after completing (add_reader/add_writer)
+    int fd = -1;
+    void* buf = nullptr;
+    std::size_t len = 0;
+    ssize_t result = 0;  // bytes transferred, or -errno
+    void (*complete)(IoOp*) = nullptr;
+
+    bool reads() const noexcept { return kind == Kind::Readable || kind == Kind::Read; }
+};
+
+}  // namespace detail
+}  // namespace corio
+
+namespace corio::detail {
+
+struct TaskCore;
+
+// What the loop publishes about the current thread: the running loop and the task being
+// stepped. Read by get_running_loop(), current_task() and by awaiters outside a Coro.
+struct ThreadState {
+    EventLoop* running_loop = nullptr;
+    TaskCore* current_task = nullptr;
+};
+
+inline thread_local ThreadState t_state;
+
+}  // namespace corio::detail

@@ -1,0 +1,120 @@
+// corio's exception types, named after asyncio's.
+//
+// Two roots, as in Python:
+//   - corio::Error (a std::runtime_error) is `Exception`: what ordinary code catches.
+//   - corio::BaseException is `BaseException`: CancelledError and Interrupted derive from it
+//     and deliberately not from std::exception, so that `catch (const std::exception&)` or
+//     `catch (const corio::Error&)` never swallows a cancellation. Catch them by name, or with
+//     `catch (...)`, and rethrow unless you mean to stop the cancellation.
+#pragma once
+
+#include <cstddef>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace corio {
+
+class BaseException {
+  public:
+    explicit BaseException(std::string message = {}) : message_(std::move(message)) {}
+    virtual ~BaseException() = default;
+    virtual const char* what() const noexcept { return message_.c_str(); }
+    const std::string& message() const noexcept { return message_; }
+
+  private:
+    std::string message_;
+};
+
+// Raised inside a task at the co_await where it was cancelled (asyncio.CancelledError).
+class CancelledError : public BaseException {
+  public:
+    using BaseException::BaseException;
+};
+
+// What corio::run() throws after SIGINT cancelled the main task (KeyboardInterrupt).
+class Interrupted : public BaseException {
+  public:
+    Interrupted() : BaseException("interrupted by SIGINT") {}
+};
+
+class Error : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+// Misuse of the loop: nested loops, a closed loop, no running loop, ...
+class RuntimeError : public Error {
+  public:
+    using Error::Error;
+};
+
+// An operation not allowed in the object's current state (e.g. result() of a pending task).
+class InvalidStateError : public Error {
+  public:
+    using Error::Error;
+};
+
+// A deadline passed (wait_for, timeout, timeout_at).
+class TimeoutError : public Error {
+  public:
+    TimeoutError() : Error("timed out") {}
+    using Error::Error;
+};
+
+// Several failures at once, as raised by TaskGroup.
+class ExceptionGroup : public Error {
+  public:
+    ExceptionGroup(std::string message, std::vector<std::exception_ptr> exceptions);
+    const std::vector<std::exception_ptr>& exceptions() const noexcept { return exceptions_; }
+
+  private:
+    std::vector<std::exception_ptr> exceptions_;
+};
+
+// The stream ended before `expected` bytes arrived; `partial` holds what did.
+class IncompleteReadError : public Error {
+  public:
+    IncompleteReadError(std::string partial, std::size_t expected);
+    const std::string& partial() const noexcept { return partial_; }
+    std::size_t expected() const noexcept { return expected_; }
+
+  private:
+    std::string partial_;
+    std::size_t expected_;
+};
+
+// A separator was not found within the stream's limit; `consumed` bytes are to be skipped.
+class LimitOverrunError : public Error {
+  public:
+    LimitOverrunError(std::string message, std::size_t consumed)
+        : Error(std::move(message)), consumed_(consumed) {}
+    std::size_t consumed() const noexcept { return consumed_; }
+
+  private:
+    std::size_t consumed_;
+};
+
+class QueueEmpty : public Error {
+  public:
+    QueueEmpty() : Error("queue is empty") {}
+};
+
+class QueueFull : public Error {
+  public:
+    QueueFull() : Error("queue is full") {}
+};
+
+class QueueShutDown : public Error {
+  public:
+    QueueShutDown() : Error("queue is shut down") {}
+};
+
+// "TypeName: message" for any exception, for reports and logs.
+std::string describe(const std::exception_ptr& e);
+
+// True when `e` holds a CancelledError.
+bool is_cancellation(const std::exception_ptr& e) noexcept;
+
+}  // namespace corio

@@ -1,0 +1,355 @@
+// corio::EventLoop: asyncio's event loop (asyncio.events / base_events).
+//
+// One loop per thread, one thread per loop. A pass of the loop polls the backend (epoll or
+// poll) with a timeout derived from the next timer, fires the timers that are due, and runs
+// what is ready. Most programs never touch the loop directly: corio::run() creates one, runs the
+// main coroutine and closes it. The loop's own API is for callbacks and integration:
+//
+//     corio::EventLoop loop;
+//     loop.call_later(50ms, [&] { loop.stop(); });
+//     loop.run_forever();
+//
+// Misuse is a corio::RuntimeError: running a loop while another runs on the thread, running a
+// loop that is already running, or using a closed loop.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "corio/detail/awaitable.hpp"
+#include "corio/detail/future_core.hpp"
+#include "corio/detail/loop_core.hpp"
+#include "corio/detail/pool.hpp"
+#include "corio/detail/source_location.hpp"
+#include "corio/errors.hpp"
+
+namespace corio {
+
+template <class T>
+class Task;
+template <class T>
+class Future;
+
+// Which kernel interface the loop waits with. Auto picks the best available (epoll on Linux);
+// the environment variable CORIO_BACKEND=epoll|poll overrides Auto.
+enum class BackendKind { Auto, Epoll, Poll };
+
+struct LoopOptions {
+    BackendKind backend = BackendKind::Auto;
+    // Debug mode; when unset, CORIO_DEBUG=1 in the environment turns it on.
+    std::optional<bool> debug;
+};
+
+// What is passed to the exception handler (asyncio's context dict).
+struct ExceptionContext {
+    std::string message;
+    std::exception_ptr exception;  // may be null
+    std::string task;              // name of the task concerned, if any
+    SourceLocation coroutine;      // that task's coroutine, if known
+};
+
+namespace detail {
+
+struct LoopAccess;
+class Backend;
+
+// A scheduled callback: what call_soon/call_later/call_at and add_reader put in the loop.
+struct CallbackNode : Runnable, TimerNode {
+    std::atomic<std::uint32_t> refs{1};
+    bool cancelled = false;
+    EventLoop* loop = nullptr;
+
+    CallbackNode() noexcept;
+    virtual ~CallbackNode() = default;
+    virtual void invoke() = 0;
+
+    void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+    void release() noexcept {
+        if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    }
+    static void operator delete(void* p, std::size_t size) noexcept { pool_deallocate(p, size); }
+};
+
+template <class F>
+struct CallbackImpl final : CallbackNode {
+    F fn;
+    explicit CallbackImpl(F&& f) : fn(std::move(f)) {}
+    static void* operator new(std::size_t size) { return pool_allocate(size); }
+    void invoke() override { fn(); }
+};
+
+template <class F, class... Args>
+auto bind_callback(F&& f, Args&&... args) {
+    return [fn = std::forward<F>(f), ... a = std::forward<Args>(args)]() mutable {
+        std::invoke(fn, a...);
+    };
+}
+
+}  // namespace detail
+
+// A callback scheduled with call_soon (asyncio.Handle). Copies share the callback.
+class Handle {
+  public:
+    Handle() noexcept = default;
+    explicit Handle(detail::CallbackNode* node) noexcept : node_(node) {}  // adopts a reference
+    Handle(const Handle& o) noexcept : node_(o.node_) {
+        if (node_) node_->add_ref();
+    }
+    Handle(Handle&& o) noexcept : node_(std::exchange(o.node_, nullptr)) {}
+    Handle& operator=(Handle o) noexcept {
+        std::swap(node_, o.node_);
+        return *this;
+    }
+    ~Handle() {
+        if (node_) node_->release();
+    }
+
+    // Prevents the callback from running; a no-op if it already ran. Loop thread only.
+    void cancel() noexcept;
+    bool cancelled() const noexcept { return node_ != nullptr && node_->cancelled; }
+
+  protected:
+    detail::CallbackNode* node_ = nullptr;
+};
+
+// A callback scheduled with call_later/call_at (asyncio.TimerHandle).
+class TimerHandle : public Handle {
+  public:
+    using Handle::Handle;
+    TimePoint when() const noexcept { return node_ ? node_->deadline : TimePoint{}; }
+};
+
+class EventLoop {
+  public:
+    using ExceptionHandler = std::function<void(EventLoop&, const ExceptionContext&)>;
+
+    explicit EventLoop(LoopOptions options = {});
+    ~EventLoop();
+    EventLoop(const EventLoop&) = delete;
+    EventLoop& operator=(const EventLoop&) = delete;
+
+    // --- scheduling callbacks -----------------------------------------------------------
+    // Runs f(args...) on a later pass of the loop, in the order scheduled.
+    template <class F, class... Args>
+    Handle call_soon(F&& f, Args&&... args) {
+        check_open();
+        auto* node = make_node(std::forward<F>(f), std::forward<Args>(args)...);
+        node->add_ref();  // the queue's reference
+        ready_.push(node);
+        return Handle(node);
+    }
+    // Runs f(args...) once `delay` has passed (on the loop's clock).
+    template <class F, class... Args>
+    TimerHandle call_later(Duration delay, F&& f, Args&&... args) {
+        return call_at(time() + delay, std::forward<F>(f), std::forward<Args>(args)...);
+    }
+    template <class Rep, class Period, class F, class... Args>
+    TimerHandle call_later(std::chrono::duration<Rep, Period> delay, F&& f, Args&&... args) {
+        return call_later(std::chrono::duration_cast<Duration>(delay), std::forward<F>(f),
+                          std::forward<Args>(args)...);
+    }
+    // Runs f(args...) at `when` (a point of loop.time()).
+    template <class F, class... Args>
+    TimerHandle call_at(TimePoint when, F&& f, Args&&... args) {
+        check_open();
+        auto* node = make_node(std::forward<F>(f), std::forward<Args>(args)...);
+        node->add_ref();  // the heap's reference
+        node->deadline = when;
+        arm_timer(*node);
+        return TimerHandle(node);
+    }
+    // The one method other threads may call: schedules f(args...) on the loop and wakes it.
+    template <class F, class... Args>
+    Handle call_soon_threadsafe(F&& f, Args&&... args) {
+        auto* node = make_node(std::forward<F>(f), std::forward<Args>(args)...);
+        node->add_ref();
+        push_threadsafe(node);
+        return Handle(node);
+    }
+
+    // The loop's clock (monotonic).
+    TimePoint time() const noexcept { return Clock::now(); }
+
+    // --- watching file descriptors ------------------------------------------------------
+    // Runs callback() whenever fd is readable (level-triggered), until remove_reader(fd).
+    // A second add_reader for the same fd replaces the callback.
+    template <class F>
+    void add_reader(int fd, F&& callback) {
+        add_watch(fd, true, make_node(std::forward<F>(callback)));
+    }
+    template <class F>
+    void add_writer(int fd, F&& callback) {
+        add_watch(fd, false, make_node(std::forward<F>(callback)));
+    }
+    // True if a callback was registered for fd.
+    bool remove_reader(int fd);
+    bool remove_writer(int fd);
+
+    // --- running and stopping -----------------------------------------------------------
+    // Runs until stop() is called.
+    void run_forever();
+    // Runs until `aw` (a Coro, Task or Future) completes; returns its result or rethrows.
+    template <class A>
+    requires Awaitable<A> run_result_t<A> run_until_complete(A&& aw);
+    template <class A>
+    requires(!Awaitable<A>) void run_until_complete(A&&) { detail::reject_non_awaitable<A>(); }
+    // Makes run_forever() return after the current pass. Loop thread only; from another
+    // thread use call_soon_threadsafe([&] { loop.stop(); }).
+    void stop() noexcept { stopping_ = true; }
+    bool is_running() const noexcept { return running_; }
+    bool is_closed() const noexcept { return closed_; }
+    // Frees what the loop holds: pending callbacks, timers, and tasks that never finished
+    // (their frames are destroyed, after their pending waits are withdrawn). Idempotent.
+    void close();
+
+    // --- tasks and futures --------------------------------------------------------------
+    template <class A>
+    requires Awaitable<A> Task<await_result_t<A>> create_task(A&& aw, std::string name = {});
+    template <class A>
+    requires(!Awaitable<A>) void create_task(A&&, std::string = {}) {
+        detail::reject_non_awaitable<A>();
+    }
+    template <class T = void>
+    Future<T> create_future();
+
+    // --- errors and debugging -----------------------------------------------------------
+    void set_exception_handler(ExceptionHandler handler) { handler_ = std::move(handler); }
+    const ExceptionHandler& get_exception_handler() const noexcept { return handler_; }
+    // Reports through the handler set, or the default one. Never throws.
+    void call_exception_handler(const ExceptionContext& context) noexcept;
+    // Writes the report to stderr.
+    void default_exception_handler(const ExceptionContext& context) noexcept;
+
+    void set_debug(bool enabled) noexcept { debug_ = enabled; }
+    bool get_debug() const noexcept { return debug_; }
+    // In debug mode, a step that runs longer than this is reported.
+    Duration slow_callback_duration = std::chrono::milliseconds(100);
+
+    // "epoll" or "poll".
+    const char* backend_name() const noexcept;
+
+  private:
+    friend struct detail::LoopAccess;
+    friend class Handle;
+
+    template <class F, class... Args>
+    detail::CallbackNode* make_node(F&& f, Args&&... args) {
+        auto bound = detail::bind_callback(std::forward<F>(f), std::forward<Args>(args)...);
+        detail::CallbackNode* node = new detail::CallbackImpl<decltype(bound)>(std::move(bound));
+        node->loop = this;
+        return node;
+    }
+
+    void check_open() const {
+        if (closed_) throw_closed();
+    }
+    [[noreturn]] static void throw_closed();
+    void arm_timer(detail::TimerNode& node);
+    void disarm_timer(detail::TimerNode& node) noexcept;
+    void push_threadsafe(detail::CallbackNode* node);
+    void add_watch(int fd, bool read, detail::CallbackNode* node);
+    bool remove_watch(int fd, bool read);
+    void run_once();
+    void run_ready(detail::Runnable* r);
+    void fire_due_timers();
+    void drain_threadsafe();
+    int poll_timeout_ms();
+    void abandon_on_close(detail::FutureCore& c) noexcept;
+
+    struct Watch;
+    struct TimerHeap {
+        std::vector<detail::TimerNode*> heap;
+        std::uint64_t next_seq = 0;
+        void push(detail::TimerNode* n);
+        void remove(detail::TimerNode* n) noexcept;
+        detail::TimerNode* top() const noexcept { return heap.empty() ? nullptr : heap.front(); }
+        void sift_up(std::size_t i) noexcept;
+        void sift_down(std::size_t i) noexcept;
+    };
+
+    detail::ReadyQueue ready_;
+    TimerHeap timers_;
+    std::unique_ptr<detail::Backend> backend_;
+    bool running_ = false;
+    bool closed_ = false;
+    bool stopping_ = false;
+    bool debug_ = false;
+    unsigned passes_since_poll_ = 0;
+
+    std::mutex ts_mutex_;
+    std::vector<detail::CallbackNode*> ts_queue_;  // guarded by ts_mutex_
+    bool ts_closed_ = false;                       // guarded by ts_mutex_
+
+    // Every live future and task of this loop, for all_tasks() and for close(), which frees
+    // the pending ones and detaches the rest from the loop.
+    std::vector<detail::FutureCore*> cores_;
+    std::uint32_t next_task_id_ = 1;
+
+    std::unordered_map<int, Watch*> readers_;
+    std::unordered_map<int, Watch*> writers_;
+
+    ExceptionHandler handler_;
+
+    // SIGINT as corio::run() handles it: the signal handler only sets the flag and wakes the
+    // loop (both async-signal-safe); the loop then calls on_sigint_.
+    std::atomic<bool> sigint_pending_{false};
+    std::function<void()> on_sigint_;
+};
+
+// The loop running on this thread. Throws RuntimeError("no running event loop") outside one.
+EventLoop& get_running_loop();
+
+namespace detail {
+
+// The loop's internals that corio's own awaiters use; not for users.
+struct LoopAccess {
+    static void schedule(EventLoop& loop, Runnable* r) noexcept { loop.ready_.push(r); }
+    static void arm(EventLoop& loop, TimerNode& t) { loop.arm_timer(t); }
+    static void disarm(EventLoop& loop, TimerNode& t) noexcept { loop.disarm_timer(t); }
+    static bool submit(EventLoop& loop, IoOp& op);
+    static void withdraw(EventLoop& loop, IoOp& op) noexcept;
+    static void register_core(EventLoop& loop, FutureCore& c) {
+        c.loop = &loop;
+        c.registry_index = static_cast<std::uint32_t>(loop.cores_.size());
+        loop.cores_.push_back(&c);
+    }
+    static void unregister_core(FutureCore& c) noexcept {
+        if (c.loop == nullptr) return;
+        auto& v = c.loop->cores_;
+        FutureCore* last = v.back();
+        v[c.registry_index] = last;
+        last->registry_index = c.registry_index;
+        v.pop_back();
+        c.loop = nullptr;
+    }
+    static const std::vector<FutureCore*>& cores(EventLoop& loop) noexcept { return loop.cores_; }
+    static std::uint32_t next_task_id(EventLoop& loop) noexcept { return loop.next_task_id_++; }
+    static void set_sigint_callback(EventLoop& loop, std::function<void()> fn) {
+        loop.on_sigint_ = std::move(fn);
+    }
+    // Async-signal-safe.
+    static void notify_sigint(EventLoop& loop) noexcept;
+};
+
+inline void TaskCore::wake() noexcept {
+    waiter = nullptr;
+    LoopAccess::schedule(*loop, this);
+}
+
+EventLoop& running_loop_or_throw();
+
+// The default exception handler's output, usable without a loop.
+void print_exception_context(const ExceptionContext& context) noexcept;
+
+}  // namespace detail
+}  // namespace corio

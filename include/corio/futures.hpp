@@ -1,0 +1,208 @@
+// corio::Future<T>: a result that will be set later (asyncio.Future).
+//
+//     corio::Future<int> f = loop.create_future<int>();
+//     loop.call_later(10ms, [f]() mutable { f.set_result(42); });
+//     int v = co_await f;
+//
+// Futures are for bridging callbacks into coroutines; code that computes a value should be a
+// Coro, and code that runs concurrently a Task. A Future is a shared handle: copies refer to the
+// same result, and any number of tasks may await it. It belongs to its loop's thread; from
+// another thread, set it through loop.call_soon_threadsafe.
+#pragma once
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "corio/coro.hpp"
+#include "corio/detail/future_core.hpp"
+#include "corio/events.hpp"
+
+namespace corio {
+
+using CallbackId = std::uint64_t;
+
+namespace detail {
+
+template <class T>
+struct FutureBox : FutureCore {
+    std::optional<T> value;
+};
+template <>
+struct FutureBox<void> : FutureCore {};
+
+// The awaiting side of a future or task: registers on the target's waiter list and suspends
+// the current task. Cancelling the awaiting task cancels the target (asyncio's rule), unless
+// shielded, in which case only the wait is abandoned.
+struct AwaitCore : DoneWaiter, Waiter {
+    static constexpr bool corio_cancel_aware = true;
+
+    FutureCore* target;
+    bool shielded = false;
+    bool suspended = false;
+    bool abandoned = false;  // shielded wait given up because the awaiting task was cancelled
+    TaskCore* task = nullptr;
+
+    explicit AwaitCore(FutureCore* t, bool shield = false) noexcept : target(t), shielded(shield) {}
+    AwaitCore(const AwaitCore& o) noexcept
+        : DoneWaiter(), Waiter(), target(o.target), shielded(o.shielded) {}
+    ~AwaitCore() { DoneWaiter::unlink(); }
+
+    bool await_ready() const noexcept { return target->done(); }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+        task = task_of(h);
+        if (task == nullptr) throw RuntimeError("a corio future must be awaited inside a task");
+        if (task == target) throw RuntimeError("a task cannot await itself");
+        notify = &on_done;
+        cancel = &on_cancel;
+        target->waiters.push_back(*this);
+        suspended = true;
+        task->suspend(h, this);
+    }
+    // Raises what the awaiting task must see; then the target's outcome is the caller's.
+    void resume_checks() {
+        if (!suspended) return;
+        if (abandoned) task->throw_cancelled();
+        task->throw_if_cancel_requested();
+    }
+
+    static void on_done(DoneWaiter* w, FutureCore&) noexcept {
+        static_cast<AwaitCore*>(w)->task->wake();
+    }
+    static bool on_cancel(Waiter* w, TaskCore& t) {
+        auto* self = static_cast<AwaitCore*>(w);
+        if (self->shielded) {
+            self->DoneWaiter::unlink();
+            self->abandoned = true;
+            t.wake();
+            return true;
+        }
+        return self->target->cancel(t.cancel_message());
+    }
+};
+
+template <class T>
+T& box_value(FutureCore* c) {
+    return *static_cast<FutureBox<T>*>(c)->value;
+}
+
+}  // namespace detail
+
+template <class T = void>
+class Future {
+  public:
+    using value_type = T;
+
+    Future() noexcept = default;
+    Future(const Future& o) noexcept : box_(o.box_) {
+        if (box_) box_->add_ref();
+    }
+    Future(Future&& o) noexcept : box_(std::exchange(o.box_, nullptr)) {}
+    Future& operator=(Future o) noexcept {
+        std::swap(box_, o.box_);
+        return *this;
+    }
+    ~Future() {
+        if (box_) box_->release();
+    }
+
+    bool done() const noexcept { return box().done(); }
+    bool cancelled() const noexcept { return box().cancelled(); }
+
+    // Cancels the future and wakes its awaiters with CancelledError. False if already done.
+    bool cancel(const std::string& message = {}) { return box().cancel(message); }
+
+    template <class U = T>
+    requires(!std::is_void_v<T> && std::is_constructible_v<T, U&&>) void set_result(U&& value) {
+        check_pending();
+        box().value.emplace(std::forward<U>(value));
+        box().set_finished(nullptr);
+    }
+    void set_result() requires std::is_void_v<T> {
+        check_pending();
+        box().set_finished(nullptr);
+    }
+    void set_exception(std::exception_ptr e) {
+        if (!e) throw std::invalid_argument("Future::set_exception needs an exception");
+        check_pending();
+        if (is_cancellation(e)) {
+            // asyncio refuses CancelledError here: use cancel().
+            throw std::invalid_argument("CancelledError cannot be set as a Future's exception");
+        }
+        box().set_finished(std::move(e));
+    }
+
+    // The result; InvalidStateError while pending; rethrows the failure or CancelledError.
+    decltype(auto) result() {
+        box().check_result();
+        if constexpr (!std::is_void_v<T>) return detail::box_value<T>(box_);
+    }
+    // The exception (null on success); InvalidStateError while pending; throws
+    // CancelledError if cancelled.
+    std::exception_ptr exception() {
+        if (!done()) throw InvalidStateError("Exception is not set.");
+        if (cancelled()) std::rethrow_exception(box().take_exception());
+        return box().take_exception();
+    }
+
+    // Schedules fn(future) with call_soon once the future is done.
+    template <class F>
+    CallbackId add_done_callback(F fn) {
+        return box().add_done_callback([fn = std::move(fn)](detail::FutureCore& c) mutable {
+            fn(Future(static_cast<detail::FutureBox<T>*>(&c)));
+        });
+    }
+    std::size_t remove_done_callback(CallbackId id) noexcept {
+        return box().remove_done_callback(id);
+    }
+
+    struct Awaiter : detail::AwaitCore {
+        using AwaitCore::AwaitCore;
+        decltype(auto) await_resume() {
+            resume_checks();
+            target->check_result();
+            if constexpr (!std::is_void_v<T>) return detail::box_value<T>(target);
+        }
+    };
+    Awaiter operator co_await() const noexcept { return Awaiter(box_); }
+
+    explicit operator bool() const noexcept { return box_ != nullptr; }
+    bool operator==(const Future& o) const noexcept { return box_ == o.box_; }
+
+    // For corio's own combinators.
+    detail::FutureCore* core() const noexcept { return box_; }
+
+  private:
+    template <class>
+    friend class Future;
+    friend class EventLoop;
+
+    explicit Future(detail::FutureBox<T>* b) noexcept : box_(b) { box_->add_ref(); }
+
+    detail::FutureBox<T>& box() const noexcept { return *box_; }
+    void check_pending() const {
+        if (box_->done()) throw InvalidStateError("invalid state: the future is already done");
+    }
+
+    detail::FutureBox<T>* box_ = nullptr;
+};
+
+template <class T>
+Future<T> EventLoop::create_future() {
+    check_open();
+    auto* b = new detail::FutureBox<T>();
+    b->kind = detail::FutureCore::Kind::Future;
+    b->dispose = [](detail::FutureCore* c) {
+        c->report_unretrieved();
+        delete static_cast<detail::FutureBox<T>*>(c);
+    };
+    detail::LoopAccess::register_core(*this, *b);
+    return Future<T>(b);
+}
+
+}  // namespace corio

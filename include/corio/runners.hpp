@@ -1,0 +1,98 @@
+// corio::run() and corio::Runner: the way into corio from main() (asyncio.run, asyncio.Runner).
+//
+//     corio::Coro<int> amain() { co_await corio::sleep(1s); co_return 0; }
+//     int main() { return corio::run(amain()); }
+//
+// run() creates a loop, runs the coroutine as the main task, then cancels the tasks left over
+// and waits for them, closes the loop, and returns the main task's result or rethrows its
+// exception. While it runs, the first SIGINT (Ctrl-C) cancels the main task and run() then
+// throws corio::Interrupted; a second SIGINT gets the default action (the process ends).
+// Runner does the same for several run() calls on one loop.
+#pragma once
+
+#include <optional>
+#include <utility>
+
+#include "corio/coro.hpp"
+#include "corio/events.hpp"
+#include "corio/tasks.hpp"
+
+namespace corio {
+
+struct RunOptions {
+    // Debug mode; when unset, CORIO_DEBUG=1 in the environment turns it on.
+    std::optional<bool> debug;
+    BackendKind backend = BackendKind::Auto;
+    // Turn SIGINT into cancellation of the main task (only on the main thread, and only while
+    // SIGINT has its default disposition, as asyncio does).
+    bool handle_sigint = true;
+};
+
+class Runner {
+  public:
+    explicit Runner(RunOptions options = {}) : options_(options) {}
+    ~Runner();
+    Runner(const Runner&) = delete;
+    Runner& operator=(const Runner&) = delete;
+
+    // Runs `main` to completion on the runner's loop; returns its result or rethrows.
+    template <class A>
+    requires Awaitable<A> run_result_t<A> run(A&& main);
+    template <class A>
+    requires(!Awaitable<A>) void run(A&&) { detail::reject_non_awaitable<A>(); }
+
+    // The runner's loop (created on first use).
+    EventLoop& get_loop();
+    // Cancels the tasks left, waits for them, and closes the loop. Idempotent.
+    void close();
+
+  private:
+    // Installs the SIGINT handler for one run(), and restores the previous one.
+    class SigintScope {
+      public:
+        SigintScope(EventLoop& loop, AnyTask main, bool enabled);
+        ~SigintScope();
+        bool interrupted() const noexcept { return interrupted_; }
+
+      private:
+        EventLoop& loop_;
+        bool installed_ = false;
+        bool interrupted_ = false;
+        struct Saved;
+        Saved* saved_ = nullptr;
+    };
+
+    void check_can_run();
+    void cancel_all_tasks();
+
+    RunOptions options_;
+    std::optional<EventLoop> loop_;
+    bool closed_ = false;
+};
+
+template <class A>
+requires Awaitable<A> run_result_t<A> Runner::run(A&& main) {
+    check_can_run();
+    EventLoop& loop = get_loop();
+    auto task = loop.create_task(std::forward<A>(main));
+    SigintScope sigint(loop, task, options_.handle_sigint);
+    try {
+        return loop.run_until_complete(task);
+    } catch (const CancelledError&) {
+        if (sigint.interrupted() && task.uncancel() == 0) throw Interrupted();
+        throw;
+    }
+}
+
+// Runs `main` on a new loop and closes the loop; see the top of this file.
+template <class A>
+requires Awaitable<A> run_result_t<A> run(A&& main, RunOptions options = {}) {
+    Runner runner(options);
+    return runner.run(std::forward<A>(main));
+}
+template <class A>
+requires(!Awaitable<A>) void run(A&&, RunOptions = {}) {
+    detail::reject_non_awaitable<A>();
+}
+
+}  // namespace corio

@@ -1,0 +1,115 @@
+// corio::TaskGroup: structured concurrency (asyncio.TaskGroup).
+//
+//     co_await corio::task_group([&](corio::TaskGroup& tg) -> corio::Coro<> {
+//         tg.create_task(download("a"));
+//         tg.create_task(download("b"));
+//         co_return;
+//     });  // both downloads are done here, or all were cancelled and ExceptionGroup thrown
+//
+// The body runs in the current task; the children run concurrently. task_group() returns only
+// when every child is done: no child outlives the group. The first child to fail (other than
+// by cancellation) cancels the body and the other children; all failures are then thrown
+// together as an ExceptionGroup. Cancelling the task that runs the group cancels the children
+// too, and the CancelledError propagates once they are done. tg.cancel() stops the group early
+// without an error.
+#pragma once
+
+#include <exception>
+#include <functional>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "corio/coro.hpp"
+#include "corio/detail/intrusive.hpp"
+#include "corio/tasks.hpp"
+
+namespace corio {
+
+class TaskGroup {
+  public:
+    TaskGroup(const TaskGroup&) = delete;
+    TaskGroup& operator=(const TaskGroup&) = delete;
+    ~TaskGroup();
+
+    // Starts a child task. RuntimeError once the group is shutting down or finished (the
+    // coroutine is then destroyed without running).
+    template <class A>
+    requires Awaitable<A> Task<await_result_t<A>> create_task(A&& aw, std::string name = {}) {
+        check_accepting();
+        auto task = corio::create_task(std::forward<A>(aw), std::move(name));
+        adopt(task);
+        return task;
+    }
+    template <class A>
+    requires(!Awaitable<A>) void create_task(A&&, std::string = {}) {
+        detail::reject_non_awaitable<A>();
+    }
+
+    // Cancels the children and the body; the group then exits without an error. Idempotent.
+    void cancel();
+
+    // Number of children not done yet.
+    std::size_t size() const noexcept { return children_.size(); }
+
+    // Used by task_group(); not part of the public surface.
+    TaskGroup();
+    Coro<> exit(std::exception_ptr body_error);
+
+  private:
+    struct Child;
+    struct Joiner;
+    friend struct Joiner;
+
+    void check_accepting() const;
+    void adopt(const AnyTask& task);
+    void on_child_done(Child& child);
+    void abort();
+
+    AnyTask parent_;
+    struct ChildHook : detail::ListHook {};
+    detail::List<Child, ChildHook> children_;
+    std::vector<std::exception_ptr> errors_;
+    std::exception_ptr base_error_;
+    Joiner* joiner_ = nullptr;
+    bool exiting_ = false;
+    bool aborting_ = false;
+    bool parent_cancel_requested_ = false;
+};
+
+namespace detail {
+
+template <class F>
+using group_result_t = await_result_t<std::invoke_result_t<F&, TaskGroup&>>;
+
+}  // namespace detail
+
+// Runs body(group) and then waits for every child of the group; see TaskGroup.
+template <class F>
+requires std::is_invocable_v<F&, TaskGroup&> && Awaitable<std::invoke_result_t<F&, TaskGroup&>>
+    Coro<detail::group_result_t<F>> task_group(F body) {
+    using R = detail::group_result_t<F>;
+    TaskGroup group;
+    std::exception_ptr error;
+    std::optional<detail::stored_t<R>> result;
+    try {
+        if constexpr (std::is_void_v<R>) {
+            co_await std::invoke(body, group);
+            result.emplace();
+        } else {
+            result.emplace(co_await std::invoke(body, group));
+        }
+    } catch (...) {
+        error = std::current_exception();
+    }
+    co_await group.exit(error);
+    if constexpr (!std::is_void_v<R>) {
+        // A group stopped by cancel() leaves a non-void body without a value to return.
+        if (!result) std::rethrow_exception(error);
+        co_return std::move(*result);
+    }
+}
+
+}  // namespace corio

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install the Debian packages corio's build, tests and CI need, but only those that are missing,
+# so running it every time is cheap.
+#   --bench   also install what the benchmark comparisons need (python3-uvloop)
+set -euo pipefail
+
+packages=(cmake ninja-build g++ clang clang-format libgtest-dev libgmock-dev libbenchmark-dev
+    libclang-rt-14-dev python3 git)
+# libclang-rt-14-dev: clang's sanitizer runtimes; clang-format: the format check in .ci/run.
+
+for arg in "$@"; do
+    case $arg in
+        --bench) packages+=(python3-uvloop) ;;
+        -h | --help)
+            sed -n '2,4p' "$0"
+            exit 0
+            ;;
+        *)
+            echo "deps.sh: unknown argument '$arg' (try --help)" >&2
+            exit 2
+            ;;
+    esac
+done
+
+missing=()
+for package in "${packages[@]}"; do
+    # dpkg-query fails for packages dpkg has never heard of; that simply means "missing".
+    status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
+    if [[ $status != "install ok installed" ]]; then
+        missing+=("$package")
+    fi
+done
+
+if ((${#missing[@]} == 0)); then
+    echo "deps.sh: all ${#packages[@]} required packages are installed"
+    exit 0
+fi
+
+as_root=()
+if ((EUID != 0)); then
+    as_root=(sudo)
+fi
+echo "deps.sh: installing ${missing[*]}"
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "${missing[@]}"
+echo "deps.sh: installed ${missing[*]}"

@@ -1,0 +1,464 @@
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "backend.hpp"
+#include "corio/coro.hpp"
+#include "corio/events.hpp"
+
+namespace corio {
+namespace detail {
+namespace {
+
+// I/O gets polled at least this often while the ready queue never drains, so that a busy loop
+// stays fair to descriptors and to other threads (tokio uses the same kind of bound).
+constexpr unsigned kPollEvery = 61;
+
+void callback_step(Runnable* r) {
+    auto* node = static_cast<CallbackNode*>(r);
+    if (!node->cancelled) {
+        try {
+            node->invoke();
+        } catch (...) {
+            node->loop->call_exception_handler(
+                ExceptionContext{"Exception in callback", std::current_exception(), {}, {}});
+        }
+    }
+    node->release();  // the queue's reference
+}
+
+void callback_timer_fire(TimerNode* t) {
+    auto* node = static_cast<CallbackNode*>(t);
+    // The heap's reference passes to the ready queue.
+    LoopAccess::schedule(*node->loop, node);
+}
+
+bool env_flag(const char* name) {
+    const char* v = std::getenv(name);
+    return v != nullptr && *v != '\0' && std::string_view(v) != "0";
+}
+
+}  // namespace
+
+CallbackNode::CallbackNode() noexcept {
+    run = &callback_step;
+    fire = &callback_timer_fire;
+}
+
+EventLoop& running_loop_or_throw() {
+    if (t_state.running_loop == nullptr) throw RuntimeError("no running event loop");
+    return *t_state.running_loop;
+}
+
+}  // namespace detail
+
+// A watched descriptor (add_reader/add_writer): a persistent readiness op and the callback
+// it queues, at most once per pass.
+struct EventLoop::Watch : detail::Runnable, detail::IoOp {
+    detail::CallbackNode* callback = nullptr;
+    EventLoop* loop = nullptr;
+    bool queued = false;
+    bool removed = false;
+
+    ~Watch() {
+        if (callback != nullptr) callback->release();
+    }
+
+    static void on_ready(detail::IoOp* op) {
+        auto* w = static_cast<Watch*>(op);
+        if (!w->queued) {
+            w->queued = true;
+            detail::LoopAccess::schedule(*w->loop, w);
+        }
+    }
+    static void step(detail::Runnable* r) {
+        auto* w = static_cast<Watch*>(r);
+        w->queued = false;
+        if (w->removed) {
+            delete w;
+            return;
+        }
+        detail::CallbackNode* cb = w->callback;
+        cb->add_ref();  // the callback may remove (and free) the watch
+        detail::callback_step(cb);
+    }
+};
+
+EventLoop::EventLoop(LoopOptions options)
+    : backend_(detail::make_backend(options.backend)),
+      debug_(options.debug ? *options.debug : detail::env_flag("CORIO_DEBUG")) {}
+
+EventLoop::~EventLoop() {
+    if (running_) {
+        std::fputs("corio: an EventLoop was destroyed while running\n", stderr);
+        std::abort();
+    }
+    close();
+}
+
+const char* EventLoop::backend_name() const noexcept {
+    return backend_ ? backend_->name() : "closed";
+}
+
+void EventLoop::throw_closed() {
+    throw RuntimeError("Event loop is closed");
+}
+
+void Handle::cancel() noexcept {
+    if (node_ == nullptr || node_->cancelled) return;
+    node_->cancelled = true;
+    if (node_->armed()) {
+        node_->loop->disarm_timer(*node_);
+        node_->release();  // the heap's reference
+    }
+}
+
+// --- timers: a 4-ary min-heap on (deadline, seq), each node knowing its index ------------
+
+namespace {
+bool earlier(const detail::TimerNode* a, const detail::TimerNode* b) noexcept {
+    return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
+}
+}  // namespace
+
+void EventLoop::TimerHeap::sift_up(std::size_t i) noexcept {
+    detail::TimerNode* n = heap[i];
+    while (i > 0) {
+        std::size_t parent = (i - 1) / 4;
+        if (!earlier(n, heap[parent])) break;
+        heap[i] = heap[parent];
+        heap[i]->heap_index = i;
+        i = parent;
+    }
+    heap[i] = n;
+    n->heap_index = i;
+}
+
+void EventLoop::TimerHeap::sift_down(std::size_t i) noexcept {
+    detail::TimerNode* n = heap[i];
+    std::size_t size = heap.size();
+    for (;;) {
+        std::size_t first = 4 * i + 1;
+        if (first >= size) break;
+        std::size_t best = first;
+        std::size_t end = first + 4 < size ? first + 4 : size;
+        for (std::size_t c = first + 1; c < end; ++c) {
+            if (earlier(heap[c], heap[best])) best = c;
+        }
+        if (!earlier(heap[best], n)) break;
+        heap[i] = heap[best];
+        heap[i]->heap_index = i;
+        i = best;
+    }
+    heap[i] = n;
+    n->heap_index = i;
+}
+
+void EventLoop::TimerHeap::push(detail::TimerNode* n) {
+    n->seq = next_seq++;
+    heap.push_back(n);
+    sift_up(heap.size() - 1);
+}
+
+void EventLoop::TimerHeap::remove(detail::TimerNode* n) noexcept {
+    std::size_t i = n->heap_index;
+    n->heap_index = detail::TimerNode::kNotInHeap;
+    detail::TimerNode* last = heap.back();
+    heap.pop_back();
+    if (last == n) return;
+    heap[i] = last;
+    last->heap_index = i;
+    if (i > 0 && earlier(last, heap[(i - 1) / 4])) {
+        sift_up(i);
+    } else {
+        sift_down(i);
+    }
+}
+
+void EventLoop::arm_timer(detail::TimerNode& node) {
+    check_open();
+    timers_.push(&node);
+}
+
+void EventLoop::disarm_timer(detail::TimerNode& node) noexcept {
+    if (node.armed()) timers_.remove(&node);
+}
+
+void EventLoop::fire_due_timers() {
+    TimePoint now = time();
+    while (detail::TimerNode* t = timers_.top()) {
+        if (t->deadline > now) break;
+        timers_.remove(t);
+        t->fire(t);
+    }
+}
+
+int EventLoop::poll_timeout_ms() {
+    detail::TimerNode* t = timers_.top();
+    if (t == nullptr) return -1;
+    Duration left = t->deadline - time();
+    if (left <= Duration::zero()) return 0;
+    // Round up: waking a hair early would only cost another pass.
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+    return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
+}
+
+// --- other threads -----------------------------------------------------------------------
+
+void EventLoop::push_threadsafe(detail::CallbackNode* node) {
+    std::lock_guard lock(ts_mutex_);
+    if (ts_closed_) {
+        node->release();
+        node->release();
+        throw RuntimeError("Event loop is closed");
+    }
+    bool was_empty = ts_queue_.empty();
+    ts_queue_.push_back(node);
+    // One wake-up per batch: the loop reads the eventfd before it takes the batch, so a push
+    // that finds the queue non-empty is sure to be seen.
+    if (was_empty) backend_->wakeup();
+}
+
+void EventLoop::drain_threadsafe() {
+    if (sigint_pending_.exchange(false) && on_sigint_) on_sigint_();
+    std::vector<detail::CallbackNode*> batch;
+    {
+        std::lock_guard lock(ts_mutex_);
+        batch.swap(ts_queue_);
+    }
+    for (detail::CallbackNode* node : batch) ready_.push(node);
+}
+
+void detail::LoopAccess::notify_sigint(EventLoop& loop) noexcept {
+    loop.sigint_pending_.store(true);
+    loop.backend_->wakeup();
+}
+
+// --- descriptors ---------------------------------------------------------------------------
+
+void EventLoop::add_watch(int fd, bool read, detail::CallbackNode* node) {
+    if (closed_) {
+        node->release();
+        throw_closed();
+    }
+    auto& map = read ? readers_ : writers_;
+    if (auto it = map.find(fd); it != map.end()) {
+        it->second->callback->release();
+        it->second->callback = node;
+        return;
+    }
+    auto w = std::make_unique<Watch>();
+    w->run = &Watch::step;
+    w->loop = this;
+    w->callback = node;
+    w->kind = read ? detail::IoOp::Kind::Readable : detail::IoOp::Kind::Writable;
+    w->persistent = true;
+    w->fd = fd;
+    w->complete = &Watch::on_ready;
+    backend_->submit(*w);
+    map.emplace(fd, w.release());
+}
+
+bool EventLoop::remove_watch(int fd, bool read) {
+    if (closed_) return false;
+    auto& map = read ? readers_ : writers_;
+    auto it = map.find(fd);
+    if (it == map.end()) return false;
+    Watch* w = it->second;
+    map.erase(it);
+    backend_->withdraw(*w);
+    if (w->queued) {
+        w->removed = true;  // freed when its queued step runs (or at close)
+    } else {
+        delete w;
+    }
+    return true;
+}
+
+bool EventLoop::remove_reader(int fd) {
+    return remove_watch(fd, true);
+}
+bool EventLoop::remove_writer(int fd) {
+    return remove_watch(fd, false);
+}
+
+bool detail::LoopAccess::submit(EventLoop& loop, IoOp& op) {
+    loop.check_open();
+    return loop.backend_->submit(op);
+}
+
+void detail::LoopAccess::withdraw(EventLoop& loop, IoOp& op) noexcept {
+    if (loop.backend_) loop.backend_->withdraw(op);
+}
+
+// --- running -------------------------------------------------------------------------------
+
+void EventLoop::run_forever() {
+    check_open();
+    if (running_) throw RuntimeError("This event loop is already running");
+    if (detail::t_state.running_loop != nullptr)
+        throw RuntimeError("Cannot run the event loop while another loop is running");
+    detail::t_state.running_loop = this;
+    running_ = true;
+    struct Reset {
+        EventLoop* loop;
+        ~Reset() {
+            loop->stopping_ = false;
+            loop->running_ = false;
+            detail::t_state.running_loop = nullptr;
+            detail::t_state.current_task = nullptr;
+        }
+    } reset{this};
+    for (;;) {
+        run_once();
+        if (stopping_) break;
+    }
+}
+
+void EventLoop::run_once() {
+    if (ready_.empty() || passes_since_poll_ >= detail::kPollEvery) {
+        passes_since_poll_ = 0;
+        int timeout = (ready_.empty() && !stopping_) ? poll_timeout_ms() : 0;
+        if (backend_->poll(timeout)) drain_threadsafe();
+    } else {
+        ++passes_since_poll_;
+    }
+    if (timers_.top() != nullptr) fire_due_timers();
+    // Only what is ready now: what this pass schedules runs on the next one.
+    for (std::size_t n = ready_.size(); n > 0; --n) run_ready(ready_.pop());
+}
+
+void EventLoop::run_ready(detail::Runnable* r) {
+    if (!debug_) {
+        r->run(r);
+        return;
+    }
+    std::string what = "callback";
+    if (r->run == &detail::task_step) {
+        auto* t = static_cast<detail::TaskCore*>(r);
+        SourceLocation c = t->coroutine();
+        what = "task " + t->name() + " (" + c.function + " at " + c.file + ":" +
+               std::to_string(c.line) + ")";
+    }
+    TimePoint start = time();
+    r->run(r);
+    Duration took = time() - start;
+    if (took >= slow_callback_duration) {
+        std::fprintf(stderr, "corio: executing %s took %.3f seconds\n", what.c_str(),
+                     std::chrono::duration<double>(took).count());
+    }
+}
+
+// --- closing -------------------------------------------------------------------------------
+
+void EventLoop::close() {
+    if (running_) throw RuntimeError("Cannot close a running event loop");
+    if (closed_) return;
+    closed_ = true;
+    {
+        std::lock_guard lock(ts_mutex_);
+        ts_closed_ = true;
+    }
+    // Nothing may be scheduled once we start freeing; tasks are handled below.
+    while (detail::Runnable* r = ready_.pop()) {
+        if (r->run == &detail::callback_step) {
+            static_cast<detail::CallbackNode*>(r)->release();
+        } else if (r->run == &Watch::step) {
+            auto* w = static_cast<Watch*>(r);
+            w->queued = false;
+            if (w->removed) delete w;
+        }
+    }
+    // Pending tasks: withdraw what they wait on (their frames' destructors do that, while the
+    // timers and the backend are still here), mark them cancelled, free those nobody holds.
+    // Futures and tasks that users still hold are detached from the loop.
+    std::vector<detail::FutureCore*> live = cores_;
+    for (detail::FutureCore* c : live) c->add_ref();
+    for (detail::FutureCore* c : live) abandon_on_close(*c);
+    for (detail::FutureCore* c : live) detail::LoopAccess::unregister_core(*c);
+    for (detail::FutureCore* c : live) c->release();
+    // Timers left are callbacks (call_later) or belong to frames still held by a Task handle;
+    // mark them all disarmed so that those frames never touch the heap again.
+    for (detail::TimerNode* t : timers_.heap) {
+        t->heap_index = detail::TimerNode::kNotInHeap;
+        if (t->fire == &detail::callback_timer_fire)
+            static_cast<detail::CallbackNode*>(t)->release();
+    }
+    timers_.heap.clear();
+    for (auto* map : {&readers_, &writers_}) {
+        for (auto& [fd, w] : *map) {
+            backend_->withdraw(*w);
+            delete w;
+        }
+        map->clear();
+    }
+    std::vector<detail::CallbackNode*> leftover;
+    {
+        std::lock_guard lock(ts_mutex_);
+        leftover.swap(ts_queue_);
+    }
+    for (detail::CallbackNode* node : leftover) node->release();
+    backend_.reset();  // unlinks any I/O op a surviving frame still holds
+}
+
+void EventLoop::abandon_on_close(detail::FutureCore& c) noexcept {
+    if (c.done()) return;
+    // Its waiters are pending tasks that are being freed too: nobody is to be woken.
+    c.waiters.clear();
+    c.state = detail::FutureState::Cancelled;
+    c.exception = std::make_exception_ptr(CancelledError("the event loop was closed"));
+    c.exception_retrieved = true;
+    if (c.kind != detail::FutureCore::Kind::Task) return;
+    auto& t = static_cast<detail::TaskCore&>(c);
+    call_exception_handler(
+        ExceptionContext{"Task was destroyed but it is pending", nullptr, t.name(), t.coroutine()});
+    t.waiter = nullptr;
+    t.release();  // the loop's reference
+}
+
+// --- errors --------------------------------------------------------------------------------
+
+void EventLoop::call_exception_handler(const ExceptionContext& context) noexcept {
+    if (!handler_) {
+        default_exception_handler(context);
+        return;
+    }
+    try {
+        handler_(*this, context);
+    } catch (...) {
+        default_exception_handler(ExceptionContext{
+            "Unhandled error in exception handler", std::current_exception(), {}, {}});
+        default_exception_handler(context);
+    }
+}
+
+void EventLoop::default_exception_handler(const ExceptionContext& context) noexcept {
+    detail::print_exception_context(context);
+}
+
+void detail::print_exception_context(const ExceptionContext& context) noexcept {
+    try {
+        std::string text = "corio: " + context.message + "\n";
+        if (!context.task.empty()) {
+            text += "  task: " + context.task;
+            if (context.coroutine.line != 0) {
+                text += " (coroutine " + std::string(context.coroutine.function) + " at " +
+                        context.coroutine.file + ":" + std::to_string(context.coroutine.line) + ")";
+            }
+            text += "\n";
+        }
+        if (context.exception) text += "  exception: " + describe(context.exception) + "\n";
+        std::fputs(text.c_str(), stderr);
+    } catch (...) {
+        std::fputs("corio: an error occurred and could not be formatted\n", stderr);
+    }
+}
+
+EventLoop& get_running_loop() {
+    return detail::running_loop_or_throw();
+}
+
+}  // namespace corio

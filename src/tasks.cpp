@@ -1,0 +1,381 @@
+#include <string>
+#include <utility>
+
+#include "corio/coro.hpp"
+#include "corio/events.hpp"
+#include "corio/tasks.hpp"
+#include "corio/timeouts.hpp"
+
+namespace corio::detail {
+namespace {
+
+// Keeps a future alive while one of its done callbacks waits in the ready queue.
+class CoreRef {
+  public:
+    explicit CoreRef(FutureCore* c) noexcept : c_(c) { c_->add_ref(); }
+    CoreRef(CoreRef&& o) noexcept : c_(std::exchange(o.c_, nullptr)) {}
+    CoreRef(const CoreRef&) = delete;
+    CoreRef& operator=(const CoreRef&) = delete;
+    ~CoreRef() {
+        if (c_ != nullptr) c_->release();
+    }
+    FutureCore& operator*() const noexcept { return *c_; }
+
+  private:
+    FutureCore* c_;
+};
+
+const std::string kEmpty;
+
+void complete_task(TaskCore& t, std::exception_ptr e) noexcept {
+    if (e && is_cancellation(e)) {
+        t.set_cancelled(std::move(e));
+    } else {
+        t.set_finished(std::move(e));
+    }
+    t.release();  // the loop's reference: the frame may be gone after this
+}
+
+}  // namespace
+
+FutureCore::~FutureCore() {
+    LoopAccess::unregister_core(*this);
+    delete extra;
+}
+
+FutureExtra& FutureCore::ensure_extra() {
+    if (extra == nullptr) extra = new FutureExtra;
+    return *extra;
+}
+
+const std::string& FutureCore::cancel_message() const noexcept {
+    return extra != nullptr ? extra->cancel_message : kEmpty;
+}
+
+std::exception_ptr FutureCore::make_cancelled_error() const {
+    return std::make_exception_ptr(CancelledError(cancel_message()));
+}
+
+bool FutureCore::cancel(const std::string& message) {
+    if (kind == Kind::Task) return static_cast<TaskCore*>(this)->request_cancel(message);
+    if (done()) return false;
+    if (!message.empty()) ensure_extra().cancel_message = message;
+    set_cancelled(make_cancelled_error());
+    return true;
+}
+
+void FutureCore::set_finished(std::exception_ptr e) {
+    state = FutureState::Finished;
+    exception = std::move(e);
+    complete();
+}
+
+void FutureCore::set_cancelled(std::exception_ptr cancelled_error) {
+    state = FutureState::Cancelled;
+    exception = std::move(cancelled_error);
+    complete();
+}
+
+void FutureCore::complete() {
+    while (DoneWaiter* w = waiters.pop_front()) w->notify(w, *this);
+    if (extra == nullptr || extra->callbacks.empty() || loop == nullptr) return;
+    auto callbacks = std::move(extra->callbacks);
+    extra->callbacks.clear();
+    for (auto& entry : callbacks) {
+        try {
+            loop->call_soon(
+                [ref = CoreRef(this), fn = std::move(entry.second)]() mutable { fn(*ref); });
+        } catch (...) {
+            loop->call_exception_handler(ExceptionContext{
+                "could not schedule a done callback", std::current_exception(), {}, {}});
+        }
+    }
+}
+
+std::exception_ptr FutureCore::take_exception() noexcept {
+    exception_retrieved = true;
+    return exception;
+}
+
+void FutureCore::check_result() {
+    if (!done()) throw InvalidStateError("Result is not set.");
+    exception_retrieved = true;
+    if (exception) std::rethrow_exception(exception);
+}
+
+std::uint64_t FutureCore::add_done_callback(std::function<void(FutureCore&)> fn) {
+    FutureExtra& x = ensure_extra();
+    std::uint64_t id = x.next_callback_id++;
+    if (done()) {
+        if (loop == nullptr) throw RuntimeError("Event loop is closed");
+        loop->call_soon([ref = CoreRef(this), fn = std::move(fn)]() mutable { fn(*ref); });
+    } else {
+        x.callbacks.emplace_back(id, std::move(fn));
+    }
+    return id;
+}
+
+std::size_t FutureCore::remove_done_callback(std::uint64_t id) noexcept {
+    if (extra == nullptr) return 0;
+    auto& cbs = extra->callbacks;
+    std::size_t before = cbs.size();
+    std::erase_if(cbs, [id](const auto& e) { return e.first == id; });
+    return before - cbs.size();
+}
+
+void FutureCore::report_unretrieved() noexcept {
+    if (state != FutureState::Finished || !exception || exception_retrieved) return;
+    ExceptionContext ctx;
+    ctx.exception = exception;
+    if (kind == Kind::Task) {
+        auto& t = static_cast<TaskCore&>(*this);
+        ctx.message = "Task exception was never retrieved";
+        try {
+            ctx.task = t.name();
+        } catch (...) {
+        }
+        ctx.coroutine = t.coroutine();
+    } else {
+        ctx.message = "Future exception was never retrieved";
+    }
+    if (loop != nullptr) {
+        loop->call_exception_handler(ctx);
+    } else {
+        print_exception_context(ctx);
+    }
+}
+
+bool TaskCore::request_cancel(const std::string& message) {
+    if (done()) return false;
+    ++cancel_requests;
+    if (!message.empty()) ensure_extra().cancel_message = message;
+    if (waiter != nullptr && waiter->cancel(waiter, *this)) return true;
+    must_cancel = true;
+    return true;
+}
+
+void TaskCore::throw_cancelled() const {
+    throw CancelledError(cancel_message());
+}
+
+std::string TaskCore::name() const {
+    if (extra != nullptr && !extra->name.empty()) return extra->name;
+    return "Task-" + std::to_string(id);
+}
+
+SourceLocation TaskCore::coroutine() const noexcept {
+    return static_cast<const PromiseBase&>(*this).where;
+}
+
+void PromiseBase::finish_task() noexcept {
+    complete_task(*this, exception);
+}
+
+void task_step(Runnable* r) {
+    auto* t = static_cast<TaskCore*>(r);
+    if (!t->started) {
+        t->started = true;
+        if (t->must_cancel) {
+            // Cancelled before its first step: it never runs, as in asyncio.
+            t->must_cancel = false;
+            complete_task(*t, t->make_cancelled_error());
+            return;
+        }
+    }
+    TaskCore* previous = t_state.current_task;
+    t_state.current_task = t;
+    t->resume_point.resume();  // the task may be freed when this returns
+    t_state.current_task = previous;
+}
+
+}  // namespace corio::detail
+
+namespace corio::detail {
+
+MultiWait::MultiWait(std::vector<FutureCore*> targets, Until until, OnCancel on_cancel)
+    : targets_(std::move(targets)),
+      nodes_(new Node[targets_.size()]),
+      until_(until),
+      on_cancel_(on_cancel) {
+    timer_.owner = this;
+    timer_.fire = [](TimerNode* t) {
+        MultiWait* self = static_cast<Timer*>(t)->owner;
+        self->timed_out_ = true;
+        self->waiting_ = false;
+        self->task_->wake();
+    };
+    cancel = [](Waiter* w, TaskCore& t) {
+        auto* self = static_cast<MultiWait*>(w);
+        if (self->on_cancel_ == OnCancel::CancelChildren) {
+            // Keep waiting: the children finish cancelled and that ends the wait.
+            self->outer_cancelled_ = true;
+            for (FutureCore* c : self->targets_) {
+                if (!c->done()) c->cancel(t.cancel_message());
+            }
+            return true;
+        }
+        self->abandoned_ = true;
+        self->wake_owner();
+        return true;
+    };
+    for (std::size_t i = 0; i < targets_.size(); ++i) {
+        if (targets_[i]->done()) {
+            on_done(i);
+            continue;
+        }
+        Node& n = nodes_[i];
+        n.owner = this;
+        n.index = i;
+        n.notify = [](DoneWaiter* w, FutureCore&) noexcept {
+            auto* node = static_cast<Node*>(w);
+            node->owner->on_done(node->index);
+        };
+        targets_[i]->waiters.push_back(n);
+    }
+}
+
+MultiWait::~MultiWait() {
+    for (std::size_t i = 0; i < targets_.size(); ++i) nodes_[i].unlink();
+    if (timer_.armed()) LoopAccess::disarm(*loop_, timer_);
+}
+
+bool MultiWait::failed(std::size_t index) const noexcept {
+    return static_cast<bool>(targets_[index]->exception);
+}
+
+void MultiWait::on_done(std::size_t index) {
+    ++done_;
+    completed_.push_back(index);
+    if (failed(index) && first_failure_ == ~std::size_t{0}) first_failure_ = index;
+    if (failed(index) && !targets_[index]->cancelled() && first_exception_ == ~std::size_t{0}) {
+        first_exception_ = index;
+    }
+    if (waiting_ && satisfied()) wake_owner();
+}
+
+bool MultiWait::satisfied() const noexcept {
+    constexpr std::size_t none = ~std::size_t{0};
+    switch (until_) {
+        case Until::AnyCompleted:
+            return completed_.size() > unseen_;
+        case Until::FirstFailure:
+            return first_failure_ != none || done_ == targets_.size();
+        case Until::FirstException:
+            return first_exception_ != none || done_ == targets_.size();
+        case Until::AllCompleted:
+            return done_ == targets_.size();
+    }
+    return true;
+}
+
+std::vector<std::size_t> MultiWait::take_completed() {
+    std::vector<std::size_t> out(completed_.begin() + static_cast<std::ptrdiff_t>(unseen_),
+                                 completed_.end());
+    unseen_ = completed_.size();
+    return out;
+}
+
+bool MultiWait::suspend(TaskCore* task, std::coroutine_handle<> h) {
+    if (task == nullptr) throw RuntimeError("corio: this must be awaited inside a task");
+    task_ = task;
+    loop_ = task->loop;
+    suspended_ = false;
+    if (deadline_) {
+        if (*deadline_ <= loop_->time()) {
+            timed_out_ = true;
+            return false;
+        }
+        timer_.deadline = *deadline_;
+        LoopAccess::arm(*loop_, timer_);
+    }
+    waiting_ = true;
+    suspended_ = true;
+    task->suspend(h, this);
+    return true;
+}
+
+void MultiWait::wake_owner() noexcept {
+    waiting_ = false;
+    if (timer_.armed()) LoopAccess::disarm(*loop_, timer_);
+    task_->wake();
+}
+
+bool MultiWait::resumed() {
+    if (suspended_) {
+        suspended_ = false;
+        if (abandoned_) {
+            abandoned_ = false;
+            task_->throw_cancelled();
+        }
+        task_->throw_if_cancel_requested();
+    }
+    return timed_out_;
+}
+
+}  // namespace corio::detail
+
+namespace corio {
+
+std::vector<AnyTask> all_tasks() {
+    std::vector<AnyTask> out;
+    for (detail::FutureCore* c : detail::LoopAccess::cores(get_running_loop())) {
+        if (c->kind == detail::FutureCore::Kind::Task && !c->done()) {
+            out.emplace_back(static_cast<detail::TaskCore*>(c));
+        }
+    }
+    return out;
+}
+
+}  // namespace corio
+
+namespace corio {
+
+void Timeout::enter() {
+    if (state_ != State::Created) throw RuntimeError("Timeout has already been entered");
+    task_ = detail::t_state.current_task;
+    if (task_ == nullptr) throw RuntimeError("Timeout should be used inside a task");
+    state_ = State::Entered;
+    cancelling_at_enter_ = task_->cancel_requests;
+    fire = [](detail::TimerNode* t) {
+        auto* self = static_cast<Timeout*>(t);
+        self->state_ = State::Expiring;
+        self->task_->request_cancel({});
+    };
+    reschedule(when_);
+}
+
+void Timeout::reschedule(std::optional<TimePoint> when) {
+    if (state_ != State::Entered) {
+        if (state_ == State::Created) throw RuntimeError("Timeout has not been entered");
+        throw RuntimeError("Cannot change the deadline of a Timeout that expired or exited");
+    }
+    disarm();
+    when_ = when;
+    if (when_) {
+        deadline = *when_;  // a past deadline fires on the loop's next pass
+        detail::LoopAccess::arm(*task_->loop, *this);
+    }
+}
+
+void Timeout::disarm() noexcept {
+    if (armed()) detail::LoopAccess::disarm(*task_->loop, *this);
+}
+
+void Timeout::exit(std::exception_ptr& e) {
+    disarm();
+    if (state_ == State::Expiring) {
+        state_ = State::Expired;
+        // Our own cancellation, and no other one pending: it becomes a TimeoutError.
+        if (task_->uncancel() <= cancelling_at_enter_ && is_cancellation(e)) {
+            try {
+                throw TimeoutError();
+            } catch (...) {
+                e = std::current_exception();
+            }
+        }
+    } else if (state_ == State::Entered) {
+        state_ = State::Exited;
+    }
+}
+
+}  // namespace corio
