@@ -90,15 +90,14 @@ struct PromiseBase : TaskCore {
         }
     };
 
-    template <class A>
-    requires Awaitable<A>
+    template <Awaitable A>
     auto await_transform(A&& a, SourceLocation loc = SourceLocation::current()) {
         suspended_line = loc.line;
         using Inner = decltype(get_awaiter(std::forward<A>(a)));
         return CheckedAwaiter<Inner>{get_awaiter(std::forward<A>(a)), this};
     }
-    template <class A>
-    requires(!Awaitable<A>) void await_transform(A&&, SourceLocation = SourceLocation::current()) {
+    template <detail::NotAwaitable A>
+    void await_transform(A&&, SourceLocation = SourceLocation::current()) {
         reject_non_awaitable<A>();
     }
 

@@ -199,10 +199,12 @@ class EventLoop {
     // Runs until stop() is called.
     void run_forever();
     // Runs until `aw` (a Coro, Task or Future) completes; returns its result or rethrows.
-    template <class A>
-    requires Awaitable<A> run_result_t<A> run_until_complete(A&& aw);
-    template <class A>
-    requires(!Awaitable<A>) void run_until_complete(A&&) { detail::reject_non_awaitable<A>(); }
+    template <Awaitable A>
+    run_result_t<A> run_until_complete(A&& aw);
+    template <detail::NotAwaitable A>
+    void run_until_complete(A&&) {
+        detail::reject_non_awaitable<A>();
+    }
     // Makes run_forever() return after the current pass. Loop thread only; from another
     // thread use call_soon_threadsafe([&] { loop.stop(); }).
     void stop() noexcept { stopping_ = true; }
@@ -213,10 +215,10 @@ class EventLoop {
     void close();
 
     // --- tasks and futures --------------------------------------------------------------
-    template <class A>
-    requires Awaitable<A> Task<await_result_t<A>> create_task(A&& aw, std::string name = {});
-    template <class A>
-    requires(!Awaitable<A>) void create_task(A&&, std::string = {}) {
+    template <Awaitable A>
+    Task<await_result_t<A>> create_task(A&& aw, std::string name = {});
+    template <detail::NotAwaitable A>
+    void create_task(A&&, std::string = {}) {
         detail::reject_non_awaitable<A>();
     }
     template <class T = void>

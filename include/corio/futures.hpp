@@ -29,11 +29,11 @@ using CallbackId = std::uint64_t;
 namespace detail {
 
 template <class T>
-struct FutureBox : FutureCore {
+struct FutureBox : FutureBoxBase {
     std::optional<T> value;
 };
 template <>
-struct FutureBox<void> : FutureCore {};
+struct FutureBox<void> : FutureBoxBase {};
 
 // The awaiting side of a future or task: registers on the target's waiter list and suspends
 // the current task. Cancelling the awaiting task cancels the target (asyncio's rule), unless
@@ -117,14 +117,13 @@ class Future {
     // Cancels the future and wakes its awaiters with CancelledError. False if already done.
     bool cancel(const std::string& message = {}) { return box().cancel(message); }
 
-    template <class U = T>
-    requires(!std::is_void_v<T> && std::is_constructible_v<T, U&&>) void set_result(U&& value) {
+    // Sets the result (no argument for Future<void>) and wakes the awaiters.
+    template <class... U>
+    void set_result(U&&... value) {
+        static_assert(sizeof...(U) == (std::is_void_v<T> ? 0 : 1),
+                      "Future<T>::set_result takes one value, Future<void>::set_result none");
         check_pending();
-        box().value.emplace(std::forward<U>(value));
-        box().set_finished(nullptr);
-    }
-    void set_result() requires std::is_void_v<T> {
-        check_pending();
+        if constexpr (!std::is_void_v<T>) box().value.emplace(std::forward<U>(value)...);
         box().set_finished(nullptr);
     }
     void set_exception(std::exception_ptr e) {
@@ -197,8 +196,7 @@ Future<T> EventLoop::create_future() {
     check_open();
     auto* b = new detail::FutureBox<T>();
     b->kind = detail::FutureCore::Kind::Future;
-    b->dispose = [](detail::FutureCore* c) {
-        c->report_unretrieved();
+    b->destroy = [](detail::FutureBoxBase* c) noexcept {
         delete static_cast<detail::FutureBox<T>*>(c);
     };
     detail::LoopAccess::register_core(*this, *b);

@@ -36,10 +36,12 @@ class Runner {
     Runner& operator=(const Runner&) = delete;
 
     // Runs `main` to completion on the runner's loop; returns its result or rethrows.
-    template <class A>
-    requires Awaitable<A> run_result_t<A> run(A&& main);
-    template <class A>
-    requires(!Awaitable<A>) void run(A&&) { detail::reject_non_awaitable<A>(); }
+    template <Awaitable A>
+    run_result_t<A> run(A&& main);
+    template <detail::NotAwaitable A>
+    void run(A&&) {
+        detail::reject_non_awaitable<A>();
+    }
 
     // The runner's loop (created on first use).
     EventLoop& get_loop();
@@ -70,8 +72,8 @@ class Runner {
     bool closed_ = false;
 };
 
-template <class A>
-requires Awaitable<A> run_result_t<A> Runner::run(A&& main) {
+template <Awaitable A>
+run_result_t<A> Runner::run(A&& main) {
     check_can_run();
     EventLoop& loop = get_loop();
     auto task = loop.create_task(std::forward<A>(main));
@@ -85,13 +87,13 @@ requires Awaitable<A> run_result_t<A> Runner::run(A&& main) {
 }
 
 // Runs `main` on a new loop and closes the loop; see the top of this file.
-template <class A>
-requires Awaitable<A> run_result_t<A> run(A&& main, RunOptions options = {}) {
+template <Awaitable A>
+run_result_t<A> run(A&& main, RunOptions options = {}) {
     Runner runner(options);
     return runner.run(std::forward<A>(main));
 }
-template <class A>
-requires(!Awaitable<A>) void run(A&&, RunOptions = {}) {
+template <detail::NotAwaitable A>
+void run(A&&, RunOptions = {}) {
     detail::reject_non_awaitable<A>();
 }
 

@@ -36,15 +36,15 @@ class TaskGroup {
 
     // Starts a child task. RuntimeError once the group is shutting down or finished (the
     // coroutine is then destroyed without running).
-    template <class A>
-    requires Awaitable<A> Task<await_result_t<A>> create_task(A&& aw, std::string name = {}) {
+    template <Awaitable A>
+    Task<await_result_t<A>> create_task(A&& aw, std::string name = {}) {
         check_accepting();
         auto task = corio::create_task(std::forward<A>(aw), std::move(name));
         adopt(task);
         return task;
     }
-    template <class A>
-    requires(!Awaitable<A>) void create_task(A&&, std::string = {}) {
+    template <detail::NotAwaitable A>
+    void create_task(A&&, std::string = {}) {
         detail::reject_non_awaitable<A>();
     }
 
@@ -82,14 +82,17 @@ class TaskGroup {
 namespace detail {
 
 template <class F>
+concept GroupBody =
+    std::is_invocable_v<F&, TaskGroup&> && Awaitable<std::invoke_result_t<F&, TaskGroup&>>;
+
+template <GroupBody F>
 using group_result_t = await_result_t<std::invoke_result_t<F&, TaskGroup&>>;
 
 }  // namespace detail
 
 // Runs body(group) and then waits for every child of the group; see TaskGroup.
-template <class F>
-requires std::is_invocable_v<F&, TaskGroup&> && Awaitable<std::invoke_result_t<F&, TaskGroup&>>
-    Coro<detail::group_result_t<F>> task_group(F body) {
+template <detail::GroupBody F>
+Coro<detail::group_result_t<F>> task_group(F body) {
     using R = detail::group_result_t<F>;
     TaskGroup group;
     std::exception_ptr error;

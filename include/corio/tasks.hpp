@@ -151,16 +151,14 @@ class Task : public AnyTask {
     Awaiter<true> operator co_await() && noexcept { return Awaiter<true>(core_); }
 
     // For corio's own combinators.
-    static std::add_lvalue_reference_t<T> value_of(detail::FutureCore* c) requires(
-        !std::is_void_v<T>) {
+    // (Instantiated only for non-void T.)
+    static std::add_lvalue_reference_t<T> value_of(detail::FutureCore* c) {
         auto& base = static_cast<detail::PromiseBase&>(static_cast<detail::TaskCore&>(*c));
         return *static_cast<detail::Promise<T>&>(base).result;
     }
 
   private:
-    std::add_lvalue_reference_t<T> value() const requires(!std::is_void_v<T>) {
-        return value_of(core_);
-    }
+    std::add_lvalue_reference_t<T> value() const { return value_of(core_); }
 };
 
 namespace detail {
@@ -184,18 +182,10 @@ Coro<await_result_t<A>> wrap_awaitable(A aw) {
 template <class T>
 using stored_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 
-template <class T>
-void dispose_task(FutureCore* c) noexcept {
-    auto& t = static_cast<TaskCore&>(*c);
-    t.report_unretrieved();
-    auto& p = static_cast<Promise<T>&>(static_cast<PromiseBase&>(t));
-    std::coroutine_handle<Promise<T>>::from_promise(p).destroy();
-}
-
 }  // namespace detail
 
-template <class A>
-requires Awaitable<A> Task<await_result_t<A>> EventLoop::create_task(A&& aw, std::string name) {
+template <Awaitable A>
+Task<await_result_t<A>> EventLoop::create_task(A&& aw, std::string name) {
     using T = await_result_t<A>;
     using D = std::remove_cvref_t<A>;
     static_assert(!detail::is_coro<D>::value || std::is_rvalue_reference_v<A&&>,
@@ -216,7 +206,9 @@ requires Awaitable<A> Task<await_result_t<A>> EventLoop::create_task(A&& aw, std
     p.resume_point = h;
     p.run = &detail::task_step;
     p.id = detail::LoopAccess::next_task_id(*this);
-    p.dispose = &detail::dispose_task<T>;
+    // FutureCore::dispose() finds the frame from the PromiseBase; that needs the promise at
+    // the same offset, which equal alignment guarantees.
+    static_assert(alignof(detail::Promise<T>) == alignof(detail::PromiseBase));
     p.refs = 1;  // the loop's, until the task is done
     if (!name.empty()) p.ensure_extra().name = std::move(name);
     detail::LoopAccess::register_core(*this, p);
@@ -225,17 +217,17 @@ requires Awaitable<A> Task<await_result_t<A>> EventLoop::create_task(A&& aw, std
 }
 
 // Wraps `aw` in a task on the running loop and schedules it (asyncio.create_task).
-template <class A>
-requires Awaitable<A> Task<await_result_t<A>> create_task(A&& aw, std::string name = {}) {
+template <Awaitable A>
+Task<await_result_t<A>> create_task(A&& aw, std::string name = {}) {
     return get_running_loop().create_task(std::forward<A>(aw), std::move(name));
 }
-template <class A>
-requires(!Awaitable<A>) void create_task(A&&, std::string = {}) {
+template <detail::NotAwaitable A>
+void create_task(A&&, std::string = {}) {
     detail::reject_non_awaitable<A>();
 }
 
-template <class A>
-requires Awaitable<A> run_result_t<A> EventLoop::run_until_complete(A&& aw) {
+template <Awaitable A>
+run_result_t<A> EventLoop::run_until_complete(A&& aw) {
     using T = run_result_t<A>;
     Task<T> task;
     if constexpr (detail::is_task<std::remove_cvref_t<A>>::value) {
@@ -533,36 +525,40 @@ concept AwaitableRange =
 // as a tuple, `void` results as std::monostate. The first failure propagates as soon as it
 // happens; the other awaitables keep running (asyncio semantics). Cancelling the awaiting task
 // cancels them all.
-template <class... A>
-requires(sizeof...(A) > 0 && (Awaitable<A> && ...)) auto gather(A&&... aws) {
-    return detail::gather_tuple(std::make_tuple(detail::ensure_task(std::forward<A>(aws))...),
-                                std::index_sequence_for<A...>{});
+template <Awaitable A0, Awaitable... A>
+auto gather(A0&& first, A&&... rest) {
+    return detail::gather_tuple(std::make_tuple(detail::ensure_task(std::forward<A0>(first)),
+                                                detail::ensure_task(std::forward<A>(rest))...),
+                                std::index_sequence_for<A0, A...>{});
 }
 
 // gather() over a range: a std::vector of the results (nothing for `void`).
-template <class R>
-requires detail::AwaitableRange<R>
+template <detail::AwaitableRange R>
 auto gather(R&& range) {
     return detail::gather_vector(detail::tasks_of(std::forward<R>(range)));
 }
 
 // gather(return_exceptions=True): waits for all and returns each Outcome, value or exception.
-template <class... A>
-requires(sizeof...(A) > 0 && (Awaitable<A> && ...)) auto gather_settled(A&&... aws) {
+template <Awaitable A0, Awaitable... A>
+auto gather_settled(A0&& first, A&&... rest) {
     return detail::gather_settled_tuple(
-        std::make_tuple(detail::ensure_task(std::forward<A>(aws))...),
-        std::index_sequence_for<A...>{});
+        std::make_tuple(detail::ensure_task(std::forward<A0>(first)),
+                        detail::ensure_task(std::forward<A>(rest))...),
+        std::index_sequence_for<A0, A...>{});
 }
 
-template <class R>
-requires detail::AwaitableRange<R>
+template <detail::AwaitableRange R>
 auto gather_settled(R&& range) {
     return detail::gather_settled_vector(detail::tasks_of(std::forward<R>(range)));
 }
 
+// Anything else is a readable compile error.
 template <class... A>
-requires(!(Awaitable<A> && ...) &&
-         !(sizeof...(A) == 1 && (detail::AwaitableRange<A> && ...))) void gather(A&&...) {
+void gather(A&&...) {
+    (detail::reject_non_awaitable<A>(), ...);
+}
+template <class... A>
+void gather_settled(A&&...) {
     (detail::reject_non_awaitable<A>(), ...);
 }
 
@@ -570,8 +566,7 @@ requires(!(Awaitable<A> && ...) &&
 
 // Protects an awaitable from cancellation: cancelling the awaiting task raises CancelledError
 // in it at once, while the shielded task keeps running to completion.
-template <class A>
-requires Awaitable<A>
+template <Awaitable A>
 auto shield(A&& aw) {
     auto task = detail::ensure_task(std::forward<A>(aw));
     using T = typename decltype(task)::value_type;

@@ -87,9 +87,8 @@ concept TimeoutBody = Awaitable<timeout_awaitable_t<B>>;
 
 // Runs `body` (an awaitable, or a callable returning one, optionally taking Timeout&) with a
 // deadline at `when` on the loop's clock; nullopt means none. Throws TimeoutError if it passes.
-template <class B>
-requires detail::TimeoutBody<B> Coro<detail::timeout_result_t<B>> timeout_at(
-    std::optional<TimePoint> when, B body) {
+template <detail::TimeoutBody B>
+Coro<detail::timeout_result_t<B>> timeout_at(std::optional<TimePoint> when, B body) {
     using R = detail::timeout_result_t<B>;
     Timeout scope(when);
     scope.enter();
@@ -111,24 +110,21 @@ requires detail::TimeoutBody<B> Coro<detail::timeout_result_t<B>> timeout_at(
 }
 
 // timeout_at(now + delay); a nullopt delay means no deadline.
-template <class B>
-requires detail::TimeoutBody<B> Coro<detail::timeout_result_t<B>> timeout(
-    std::optional<Duration> delay, B body) {
+template <detail::TimeoutBody B>
+Coro<detail::timeout_result_t<B>> timeout(std::optional<Duration> delay, B body) {
     std::optional<TimePoint> when;
     if (delay) when = get_running_loop().time() + *delay;
     return timeout_at(when, std::move(body));
 }
 
-template <class Rep, class Period, class B>
-requires detail::TimeoutBody<B>
+template <class Rep, class Period, detail::TimeoutBody B>
 auto timeout(std::chrono::duration<Rep, Period> delay, B body) {
     return timeout(std::optional<Duration>(std::chrono::ceil<Duration>(delay)), std::move(body));
 }
 
 // Waits for `aw` for at most `delay`; on expiry cancels it and throws TimeoutError.
-template <class A, class Rep, class Period>
-requires Awaitable<A> Coro<await_result_t<A>> wait_for(A aw,
-                                                       std::chrono::duration<Rep, Period> delay) {
+template <Awaitable A, class Rep, class Period>
+Coro<await_result_t<A>> wait_for(A aw, std::chrono::duration<Rep, Period> delay) {
     if (delay <= delay.zero()) {
         // As asyncio: no time at all, so the awaitable gets no step unless already done.
         auto task = detail::ensure_task(std::move(aw));
@@ -144,8 +140,8 @@ requires Awaitable<A> Coro<await_result_t<A>> wait_for(A aw,
     co_return co_await timeout(std::chrono::ceil<Duration>(delay), std::move(aw));
 }
 
-template <class A, class Rep, class Period>
-requires(!Awaitable<A>) void wait_for(A&&, std::chrono::duration<Rep, Period>) {
+template <detail::NotAwaitable A, class Rep, class Period>
+void wait_for(A&&, std::chrono::duration<Rep, Period>) {
     detail::reject_non_awaitable<A>();
 }
 

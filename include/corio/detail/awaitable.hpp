@@ -57,6 +57,9 @@ using run_result_t = std::remove_cvref_t<await_result_t<A>>;
 
 namespace corio::detail {
 
+template <class A>
+concept NotAwaitable = !Awaitable<A>;
+
 template <class>
 inline constexpr bool always_false = false;
 

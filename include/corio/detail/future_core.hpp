@@ -63,7 +63,6 @@ struct FutureCore {
     std::exception_ptr exception;      // also the exception slot of a nested coroutine
     List<DoneWaiter> waiters;
     FutureExtra* extra = nullptr;
-    void (*dispose)(FutureCore*) = nullptr;  // frees the object when the last reference goes
     EventLoop* loop = nullptr;
 
     FutureCore() = default;
@@ -76,7 +75,7 @@ struct FutureCore {
 
     void add_ref() noexcept { ++refs; }
     void release() noexcept {
-        if (--refs == 0) dispose(this);
+        if (--refs == 0) dispose();
     }
 
     FutureExtra& ensure_extra();
@@ -104,6 +103,14 @@ struct FutureCore {
 
   private:
     void complete();
+    // Frees the future (its box) or the task (its coroutine frame) when the last reference goes.
+    void dispose() noexcept;
+};
+
+// A Future's heap object knows how to delete itself with its value type; a task needs no such
+// pointer because its frame is destroyed through its coroutine handle.
+struct FutureBoxBase : FutureCore {
+    void (*destroy)(FutureBoxBase*) noexcept = nullptr;
 };
 
 // A task's state. It lives at the front of the root coroutine's promise (every Coro promise

@@ -1,0 +1,390 @@
+// The corio tour: the lessons of "How Python's asyncio event loop works", measured live.
+//
+// Each lesson runs in its own corio::run() (a fresh loop, as asyncio.run() gives), prints what
+// it is about to show, and then the numbers it measured on this machine just now. The numbers
+// vary from run to run; the shape of the output does not (examples/tour/check_tour.sh relies
+// on it).
+//
+//   lesson 1  the loop is one thread, and waiting is cheap
+//   lesson 2  a coroutine that never awaits holds the whole loop
+//   lesson 3  co_await runs things one after another; create_task runs them side by side
+//   lesson 4  timeouts and cancellation
+//   lesson 5  what is running: current_task, all_tasks, get_coro
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "corio/corio.hpp"
+
+using namespace std::chrono_literals;
+
+// A plain error type for the TaskGroup lesson (Python's ValueError).
+class ValueError : public corio::Error {
+  public:
+    using corio::Error::Error;
+};
+
+namespace {
+
+double ms(corio::Duration d) {
+    return std::chrono::duration<double, std::milli>(d).count();
+}
+double seconds(corio::Duration d) {
+    return std::chrono::duration<double>(d).count();
+}
+corio::TimePoint now() {
+    return corio::get_running_loop().time();
+}
+
+const char* basename_of(const char* path) {
+    const char* slash = std::strrchr(path, '/');
+    return slash != nullptr ? slash + 1 : path;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lesson 1: the loop is one thread.
+
+corio::Coro<> sleeper(std::set<std::thread::id>& threads) {
+    threads.insert(std::this_thread::get_id());
+    co_await corio::sleep(1s);
+    threads.insert(std::this_thread::get_id());
+}
+
+corio::Coro<> lesson1() {
+    constexpr int kTasks = 10000;
+    std::printf("lesson 1: the loop is one thread, and waiting is cheap\n");
+    std::printf(
+        "  %d tasks each co_await corio::sleep(1s) at the same time. No thread is\n"
+        "  created: a waiting task is a coroutine frame with a timer in the loop's heap.\n",
+        kTasks);
+    std::set<std::thread::id> threads;  // every thread a task ran on
+    const corio::TimePoint start = now();
+    std::vector<corio::Task<>> tasks;
+    tasks.reserve(kTasks);
+    for (int i = 0; i < kTasks; ++i) tasks.push_back(corio::create_task(sleeper(threads)));
+    co_await corio::gather(tasks);
+    const double took = seconds(now() - start);
+    std::printf("  %d tasks slept 1 s each; all done in %.2f s on %zu thread%s (backend: %s)\n",
+                kTasks, took, threads.size(), threads.size() == 1 ? "" : "s",
+                corio::get_running_loop().backend_name());
+    std::printf(
+        "  %d threads blocked in sleep() would need %d stacks; here one thread\n"
+        "  waited for all of them at once.\n",
+        kTasks, kTasks);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lesson 2: a coroutine that never awaits holds the loop.
+
+// Ticks every 100 ms and remembers the longest time between two ticks. Any gap much longer than
+// 100 ms is time during which the loop could not run anything.
+struct Heartbeat {
+    corio::TimePoint last{};
+    corio::Duration largest{};
+};
+
+corio::Coro<> heartbeat(Heartbeat& hb) {
+    hb.last = now();
+    for (;;) {
+        co_await corio::sleep(100ms);
+        const corio::TimePoint t = now();
+        hb.largest = std::max(hb.largest, t - hb.last);
+        hb.last = t;
+    }
+}
+
+volatile std::uint64_t g_sink = 0;
+
+// Burns CPU for `d` without ever suspending: the "while True" loop of the article.
+void compute_for(corio::Duration d) {
+    const auto end = corio::Clock::now() + d;
+    std::uint64_t x = g_sink + 1;
+    while (corio::Clock::now() < end) {
+        for (int i = 0; i < 1000; ++i) x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    }
+    g_sink = x;
+}
+
+corio::Coro<> nothing() {
+    co_return;
+}
+
+corio::Coro<> blocking_sleep() {
+    std::this_thread::sleep_for(300ms);  // the time.sleep(0.3) bug: the thread, and the loop, stop
+    co_return;
+}
+
+corio::Coro<> blocking_compute() {
+    compute_for(300ms);  // CPU work with no co_await: nothing else runs until it returns
+    co_return;
+}
+
+corio::Coro<> polite_sleep() {
+    co_await corio::sleep(300ms);  // suspends this task; the loop runs the others meanwhile
+}
+
+corio::Coro<> chunked_compute() {
+    for (int chunk = 0; chunk < 30; ++chunk) {
+        compute_for(10ms);
+        co_await corio::sleep(0s);  // let the loop run whatever is ready, then continue
+    }
+}
+
+// Runs `work` as a task next to a heartbeat; returns the heartbeat's largest gap, in ms.
+corio::Coro<double> largest_gap_while(corio::Coro<> work) {
+    Heartbeat hb;
+    auto beat = corio::create_task(heartbeat(hb), "heartbeat");
+    co_await corio::sleep(30ms);
+    co_await corio::create_task(std::move(work), "worker");
+    co_await corio::sleep(120ms);  // let the heartbeat tick once more after the work
+    beat.cancel();
+    try {
+        co_await beat;
+    } catch (const corio::CancelledError&) {
+    }
+    co_return ms(hb.largest);
+}
+
+corio::Coro<> lesson2() {
+    std::printf("lesson 2: a coroutine that never awaits holds the whole loop\n");
+    std::printf(
+        "  A heartbeat task does co_await corio::sleep(100ms) in a loop; its largest gap\n"
+        "  between ticks shows how long the loop was unable to run it.\n");
+    const double normal = co_await largest_gap_while(nothing());
+    std::printf(
+        "  normal:  heartbeat alone                                          "
+        "largest gap %6.1f ms\n",
+        normal);
+    const double slept = co_await largest_gap_while(blocking_sleep());
+    std::printf(
+        "  blocked: std::this_thread::sleep_for(300ms) (the time.sleep bug)  "
+        "largest gap %6.1f ms\n",
+        slept);
+    const double computed = co_await largest_gap_while(blocking_compute());
+    std::printf(
+        "  blocked: 300 ms of CPU work with no co_await                      "
+        "largest gap %6.1f ms\n",
+        computed);
+    const double awaited = co_await largest_gap_while(polite_sleep());
+    std::printf(
+        "  fixed:   co_await corio::sleep(300ms) instead                     "
+        "largest gap %6.1f ms\n",
+        awaited);
+    const double chunked = co_await largest_gap_while(chunked_compute());
+    std::printf(
+        "  fixed:   the CPU work in 10 ms chunks, co_await sleep(0s) between "
+        "largest gap %6.1f ms\n",
+        chunked);
+    std::printf(
+        "  Switching happens only at co_await. Yielding between chunks keeps the loop\n"
+        "  responsive but does not make the work cheaper: it still runs on the loop's\n"
+        "  one thread, so heavy computation belongs on another thread or process.\n"
+        "  This lesson runs in debug mode (RunOptions{.debug = true}, or CORIO_DEBUG=1):\n"
+        "  the loop named each task step that held it over 100 ms, on stderr.\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lesson 3: awaiting in sequence vs create_task.
+
+corio::Coro<int> operation(int n) {
+    co_await corio::sleep(200ms);  // stands for a 200 ms network request
+    co_return n * 10;
+}
+
+corio::Coro<> lesson3() {
+    std::printf(
+        "lesson 3: co_await runs things one after another; create_task runs them side "
+        "by side\n");
+    std::printf("  Three operations of 200 ms each.\n");
+    corio::TimePoint start = now();
+    const int a = co_await operation(1);
+    const int b = co_await operation(2);
+    const int c = co_await operation(3);
+    const double sequential = ms(now() - start);
+    std::printf(
+        "  sequential: co_await operation(n) three times        -> %6.1f ms "
+        "(results %d %d %d)\n",
+        sequential, a, b, c);
+
+    start = now();
+    auto t1 = corio::create_task(operation(1));
+    auto t2 = corio::create_task(operation(2));
+    auto t3 = corio::create_task(operation(3));
+    auto [x, y, z] = co_await corio::gather(t1, t2, t3);
+    const double gathered = ms(now() - start);
+    std::printf(
+        "  gathered:   create_task(operation(n)) x3, gather()   -> %6.1f ms "
+        "(results %d %d %d)\n",
+        gathered, x, y, z);
+    std::printf(
+        "  A Coro is lazy: operation(1) alone runs nothing. co_await runs it to the end\n"
+        "  before the next line; create_task starts it now, concurrently.\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lesson 4: timeouts and cancellation.
+
+corio::Coro<> slow_operation(bool& saw_cancel) {
+    try {
+        co_await corio::sleep(10s);
+    } catch (const corio::CancelledError&) {
+        saw_cancel = true;  // a real operation would close its socket here
+        throw;
+    }
+}
+
+corio::Coro<> worker() {
+    try {
+        co_await corio::sleep(10s);
+    } catch (const corio::CancelledError& e) {
+        std::printf(
+            "  inside the task: CancelledError(\"%s\") raised at its co_await; it cleans "
+            "up and re-raises\n",
+            e.what());
+        throw;
+    }
+}
+
+corio::Coro<> download(corio::Duration d, bool& cancelled) {
+    try {
+        co_await corio::sleep(d);
+    } catch (const corio::CancelledError&) {
+        cancelled = true;
+        throw;
+    }
+}
+
+corio::Coro<> parse_config() {
+    co_await corio::sleep(100ms);
+    throw ValueError("bad line 3 in config");
+}
+
+corio::Coro<> lesson4() {
+    std::printf("lesson 4: timeouts and cancellation\n");
+
+    // wait_for: a deadline on one awaitable.
+    bool saw_cancel = false;
+    corio::TimePoint start = now();
+    try {
+        co_await corio::wait_for(slow_operation(saw_cancel), 150ms);
+        std::printf("  wait_for: the operation finished (unexpected)\n");
+    } catch (const corio::TimeoutError&) {
+        std::printf("  wait_for(slow_operation(), 150ms) -> TimeoutError after %.1f ms\n",
+                    ms(now() - start));
+    }
+    std::printf("  the slow operation itself %s CancelledError, so it could clean up\n",
+                saw_cancel ? "received" : "did NOT receive");
+
+    // cancel(): CancelledError is raised inside the task, at the co_await it is suspended at.
+    auto task = corio::create_task(worker(), "worker");
+    co_await corio::sleep(50ms);
+    task.cancel("stop, please");
+    try {
+        co_await task;
+    } catch (const corio::CancelledError&) {
+        std::printf("  awaiting the cancelled task raises CancelledError; task.cancelled() = %s\n",
+                    task.cancelled() ? "true" : "false");
+    }
+
+    // TaskGroup: one child fails, the group cancels the others and reports the failure.
+    bool a_cancelled = false;
+    bool b_cancelled = false;
+    start = now();
+    try {
+        co_await corio::task_group([&](corio::TaskGroup& tg) -> corio::Coro<> {
+            tg.create_task(download(1s, a_cancelled), "download-a");
+            tg.create_task(parse_config(), "parse-config");
+            tg.create_task(download(1s, b_cancelled), "download-b");
+            co_return;
+        });
+        std::printf("  task_group: finished without an error (unexpected)\n");
+    } catch (const corio::ExceptionGroup&) {
+        // describe() gives "Type: message", then one "  - Type: message" line per failure.
+        std::string report = corio::describe(std::current_exception());
+        for (std::size_t at = report.find('\n'); at != std::string::npos;
+             at = report.find('\n', at + 1)) {
+            report.insert(at + 1, "  ");
+        }
+        std::printf("  TaskGroup raised after %.1f ms: %s\n", ms(now() - start), report.c_str());
+    }
+    std::printf(
+        "  the other children: download-a %s, download-b %s (1 s downloads, not waited "
+        "for)\n",
+        a_cancelled ? "cancelled" : "NOT cancelled", b_cancelled ? "cancelled" : "NOT cancelled");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lesson 5: what is running.
+
+corio::Coro<> fetch(std::string& seen_name) {
+    seen_name = corio::current_task().get_name();  // asyncio.current_task().get_name()
+    co_await corio::sleep(50ms);
+}
+
+corio::Coro<> lesson5() {
+    std::printf("lesson 5: what is running: current_task(), all_tasks(), get_coro()\n");
+    const corio::AnyTask self = corio::current_task();
+    std::printf("  this lesson runs in task %s\n", self.get_name().c_str());
+
+    std::vector<std::string> seen(3);
+    std::vector<corio::Task<>> fetches;
+    fetches.push_back(corio::create_task(fetch(seen[0]), "fetch-a"));
+    fetches.push_back(corio::create_task(fetch(seen[1]), "fetch-b"));
+    fetches.push_back(corio::create_task(fetch(seen[2]), "fetch-c"));
+    co_await corio::sleep(0s);  // one pass of the loop: the fetches start and suspend
+
+    std::vector<corio::AnyTask> tasks = corio::all_tasks();
+    std::sort(tasks.begin(), tasks.end(), [](const corio::AnyTask& l, const corio::AnyTask& r) {
+        return l.get_name() < r.get_name();
+    });
+    std::printf("  all_tasks(): %zu tasks not done\n", tasks.size());
+    for (const corio::AnyTask& t : tasks) {
+        const corio::SourceLocation where = t.get_coro();
+        std::printf("    %-8s get_coro(): %s at %s:%u%s\n", t.get_name().c_str(), where.function,
+                    basename_of(where.file), static_cast<unsigned>(where.line),
+                    t == self ? "  <- current_task()" : "");
+    }
+    std::printf("  inside each fetch, current_task().get_name() was: %s, %s, %s\n", seen[0].c_str(),
+                seen[1].c_str(), seen[2].c_str());
+    co_await corio::gather(fetches);
+}
+
+}  // namespace
+
+int main() {
+    // Line-buffered, so that whatever was printed before a crash is not lost in a pipe.
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    std::printf(
+        "corio tour: the lessons of \"How Python's asyncio event loop works\", measured "
+        "live\n\n");
+
+    corio::run(lesson1());
+    std::printf("\n");
+    corio::run(lesson2(), corio::RunOptions{.debug = true});
+    std::printf("\n");
+    corio::run(lesson3());
+    std::printf("\n");
+    corio::run(lesson4());
+    std::printf("\n");
+    corio::run(lesson5());
+
+    // Outside corio::run() there is no loop, and no task.
+    try {
+        corio::get_running_loop();
+        std::printf("  outside corio::run(): get_running_loop() returned a loop (unexpected)\n");
+    } catch (const corio::RuntimeError& e) {
+        std::printf(
+            "  outside corio::run(): get_running_loop() raises RuntimeError(\"%s\"); "
+            "current_task() is %s\n",
+            e.what(), corio::current_task() ? "a task (unexpected)" : "empty");
+    }
+    std::printf("\ntour finished\n");
+    return 0;
+}
