@@ -378,8 +378,10 @@ void EventLoop::close() {
     std::vector<detail::FutureCore*> live = cores_;
     for (detail::FutureCore* c : live) c->add_ref();
     for (detail::FutureCore* c : live) abandon_on_close(*c);
-    for (detail::FutureCore* c : live) detail::LoopAccess::unregister_core(*c);
+    // Frames are freed while they can still reach the loop; what survives is detached after.
     for (detail::FutureCore* c : live) c->release();
+    std::vector<detail::FutureCore*> held = cores_;
+    for (detail::FutureCore* c : held) detail::LoopAccess::unregister_core(*c);
     // Timers left are callbacks (call_later) or belong to frames still held by a Task handle;
     // mark them all disarmed so that those frames never touch the heap again.
     for (detail::TimerNode* t : timers_.heap) {

@@ -164,7 +164,8 @@ bool TaskCore::request_cancel(const std::string& message) {
     return true;
 }
 
-void TaskCore::throw_cancelled() const {
+void TaskCore::throw_cancelled() {
+    must_cancel = false;
     throw CancelledError(cancel_message());
 }
 

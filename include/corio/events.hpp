@@ -47,7 +47,7 @@ enum class BackendKind { Auto, Epoll, Poll };
 struct LoopOptions {
     BackendKind backend = BackendKind::Auto;
     // Debug mode; when unset, CORIO_DEBUG=1 in the environment turns it on.
-    std::optional<bool> debug;
+    std::optional<bool> debug{};
 };
 
 // What is passed to the exception handler (asyncio's context dict).
@@ -216,7 +216,7 @@ class EventLoop {
 
     // --- tasks and futures --------------------------------------------------------------
     template <Awaitable A>
-    Task<await_result_t<A>> create_task(A&& aw, std::string name = {});
+    Task<run_result_t<A>> create_task(A&& aw, std::string name = {});
     template <detail::NotAwaitable A>
     void create_task(A&&, std::string = {}) {
         detail::reject_non_awaitable<A>();

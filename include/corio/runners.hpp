@@ -21,7 +21,7 @@ namespace corio {
 
 struct RunOptions {
     // Debug mode; when unset, CORIO_DEBUG=1 in the environment turns it on.
-    std::optional<bool> debug;
+    std::optional<bool> debug{};
     BackendKind backend = BackendKind::Auto;
     // Turn SIGINT into cancellation of the main task (only on the main thread, and only while
     // SIGINT has its default disposition, as asyncio does).

@@ -37,7 +37,7 @@ class TaskGroup {
     // Starts a child task. RuntimeError once the group is shutting down or finished (the
     // coroutine is then destroyed without running).
     template <Awaitable A>
-    Task<await_result_t<A>> create_task(A&& aw, std::string name = {}) {
+    Task<run_result_t<A>> create_task(A&& aw, std::string name = {}) {
         check_accepting();
         auto task = corio::create_task(std::forward<A>(aw), std::move(name));
         adopt(task);

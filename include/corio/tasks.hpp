@@ -173,8 +173,10 @@ struct is_task : std::false_type {};
 template <class T>
 struct is_task<Task<T>> : std::true_type {};
 
-template <class A>
-Coro<await_result_t<A>> wrap_awaitable(A aw) {
+// A task's result is a value: an awaitable that yields a reference (a Future, a Task lvalue)
+// has its result copied.
+template <class A, class T>
+Coro<T> wrap_awaitable(A aw) {
     co_return co_await std::move(aw);
 }
 
@@ -185,8 +187,8 @@ using stored_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 }  // namespace detail
 
 template <Awaitable A>
-Task<await_result_t<A>> EventLoop::create_task(A&& aw, std::string name) {
-    using T = await_result_t<A>;
+Task<run_result_t<A>> EventLoop::create_task(A&& aw, std::string name) {
+    using T = run_result_t<A>;
     using D = std::remove_cvref_t<A>;
     static_assert(!detail::is_coro<D>::value || std::is_rvalue_reference_v<A&&>,
                   "corio::create_task takes a Coro by value: pass f() or std::move(coro)");
@@ -195,7 +197,7 @@ Task<await_result_t<A>> EventLoop::create_task(A&& aw, std::string name) {
     if constexpr (detail::is_coro<D>::value) {
         coro = std::move(aw);
     } else {
-        coro = detail::wrap_awaitable<D>(std::forward<A>(aw));
+        coro = detail::wrap_awaitable<D, T>(std::forward<A>(aw));
     }
     auto h = coro.release();
     if (!h) throw RuntimeError("create_task() of an empty corio::Coro");
@@ -218,7 +220,7 @@ Task<await_result_t<A>> EventLoop::create_task(A&& aw, std::string name) {
 
 // Wraps `aw` in a task on the running loop and schedules it (asyncio.create_task).
 template <Awaitable A>
-Task<await_result_t<A>> create_task(A&& aw, std::string name = {}) {
+Task<run_result_t<A>> create_task(A&& aw, std::string name = {}) {
     return get_running_loop().create_task(std::forward<A>(aw), std::move(name));
 }
 template <detail::NotAwaitable A>
@@ -505,13 +507,19 @@ Coro<std::vector<Outcome<T>>> gather_settled_vector(std::vector<Task<T>> tasks) 
     co_return out;
 }
 
+// The elements of a range passed as an rvalue are moved from (a vector of Coros is consumed).
 template <class R>
-using range_task_t = decltype(ensure_task(std::declval<std::ranges::range_reference_t<R>>()));
+using range_element_t =
+    std::conditional_t<std::is_lvalue_reference_v<R>, std::ranges::range_reference_t<R>,
+                       std::ranges::range_rvalue_reference_t<R>>;
+
+template <class R>
+using range_task_t = decltype(ensure_task(std::declval<range_element_t<R>>()));
 
 template <class R>
 auto tasks_of(R&& range) {
     std::vector<range_task_t<R>> tasks;
-    for (auto&& aw : range) tasks.push_back(ensure_task(std::forward<decltype(aw)>(aw)));
+    for (auto&& aw : range) tasks.push_back(ensure_task(static_cast<range_element_t<R>>(aw)));
     return tasks;
 }
 
@@ -564,23 +572,33 @@ void gather_settled(A&&...) {
 
 // --- shield ---------------------------------------------------------------------------------
 
+namespace detail {
+
+// What shield() returns: awaiting it waits for the task, but cancelling the awaiting task only
+// abandons the wait.
+template <class T>
+struct Shielded {
+    Task<T> task;
+
+    struct Awaiter : Task<T>::template Awaiter<false> {
+        Task<T> keep;
+        explicit Awaiter(Task<T> t)
+            : Task<T>::template Awaiter<false>(t.core()), keep(std::move(t)) {
+            this->shielded = true;
+        }
+    };
+    Awaiter operator co_await() const { return Awaiter(task); }
+};
+
+}  // namespace detail
+
 // Protects an awaitable from cancellation: cancelling the awaiting task raises CancelledError
 // in it at once, while the shielded task keeps running to completion.
 template <Awaitable A>
 auto shield(A&& aw) {
     auto task = detail::ensure_task(std::forward<A>(aw));
     using T = typename decltype(task)::value_type;
-    struct Shielded {
-        Task<T> task;
-        struct Awaiter : Task<T>::template Awaiter<false> {
-            Task<T> keep;
-            Awaiter(Task<T> t) : Task<T>::template Awaiter<false>(t.core()), keep(std::move(t)) {
-                this->shielded = true;
-            }
-        };
-        Awaiter operator co_await() const { return Awaiter(task); }
-    };
-    return Shielded{std::move(task)};
+    return detail::Shielded<T>{std::move(task)};
 }
 
 // --- wait and as_completed ------------------------------------------------------------------

@@ -123,9 +123,12 @@ struct TaskCore : FutureCore, Runnable {
     bool started = false;
 
     // Called by an awaiter about to suspend the task.
-    void suspend(std::coroutine_handle<> h, Waiter* w) noexcept {
+    void suspend(std::coroutine_handle<> h, Waiter* w) {
         resume_point = h;
         waiter = w;
+        // Cancelled while it ran (e.g. by itself): the wait it starts now is cancelled at
+        // once, as asyncio does at the end of a step, rather than after the wait is over.
+        if (must_cancel && w != nullptr && w->cancel(w, *this)) must_cancel = false;
     }
     // Schedules the task to resume at its suspension point.
     void wake() noexcept;
@@ -143,7 +146,8 @@ struct TaskCore : FutureCore, Runnable {
             throw_cancelled();
         }
     }
-    [[noreturn]] void throw_cancelled() const;
+    // Throws CancelledError, which also answers any cancellation requested meanwhile.
+    [[noreturn]] void throw_cancelled();
 
     std::string name() const;
     // The task's coroutine (the root of its await chain).
