@@ -6,6 +6,9 @@
 //         co_return;
 //     });  // both downloads are done here, or all were cancelled and ExceptionGroup thrown
 //
+//     std::optional<int> n = co_await corio::task_group([&](corio::TaskGroup& tg)
+//                                                            -> corio::Coro<int> { ... });
+//
 // The body runs in the current task; the children run concurrently. task_group() returns only
 // when every child is done: no child outlives the group. The first child to fail (other than
 // by cancellation) cancels the body and the other children; all failures are then thrown
@@ -88,11 +91,17 @@ concept GroupBody =
 template <GroupBody F>
 using group_result_t = await_result_t<std::invoke_result_t<F&, TaskGroup&>>;
 
+template <GroupBody F>
+using group_return_t =
+    std::conditional_t<std::is_void_v<group_result_t<F>>, void, std::optional<group_result_t<F>>>;
+
 }  // namespace detail
 
-// Runs body(group) and then waits for every child of the group; see TaskGroup.
+// Runs body(group) and then waits for every child of the group; see TaskGroup. A body that
+// returns a value makes task_group() return std::optional of it, empty when tg.cancel() stopped
+// the group before the body returned (there is then no value, and no error either).
 template <detail::GroupBody F>
-Coro<detail::group_result_t<F>> task_group(F body) {
+Coro<detail::group_return_t<F>> task_group(F body) {
     using R = detail::group_result_t<F>;
     TaskGroup group;
     std::exception_ptr error;
@@ -108,11 +117,7 @@ Coro<detail::group_result_t<F>> task_group(F body) {
         error = std::current_exception();
     }
     co_await group.exit(error);
-    if constexpr (!std::is_void_v<R>) {
-        // A group stopped by cancel() leaves a non-void body without a value to return.
-        if (!result) std::rethrow_exception(error);
-        co_return std::move(*result);
-    }
+    if constexpr (!std::is_void_v<R>) co_return std::move(result);
 }
 
 }  // namespace corio
