@@ -31,7 +31,7 @@ void callback_step(Runnable* r) {
 }
 
 void callback_timer_fire(TimerNode* t) {
-    auto* node = static_cast<CallbackNode*>(t);
+    auto* node = static_cast<TimedCallback*>(t);
     // The heap's reference passes to the ready queue.
     LoopAccess::schedule(*node->loop, node);
 }
@@ -45,6 +45,10 @@ bool env_flag(const char* name) {
 
 CallbackNode::CallbackNode() noexcept {
     run = &callback_step;
+}
+
+TimedCallback::TimedCallback() noexcept {
+    timed = true;
     fire = &callback_timer_fire;
 }
 
@@ -110,8 +114,10 @@ void EventLoop::throw_closed() {
 void Handle::cancel() noexcept {
     if (node_ == nullptr || node_->cancelled) return;
     node_->cancelled = true;
-    if (node_->armed()) {
-        node_->loop->disarm_timer(*node_);
+    if (!node_->timed) return;
+    auto* timed = static_cast<detail::TimedCallback*>(node_);
+    if (timed->armed()) {
+        node_->loop->disarm_timer(*timed);
         node_->release();  // the heap's reference
     }
 }
@@ -387,7 +393,7 @@ void EventLoop::close() {
     for (detail::TimerNode* t : timers_.heap) {
         t->heap_index = detail::TimerNode::kNotInHeap;
         if (t->fire == &detail::callback_timer_fire)
-            static_cast<detail::CallbackNode*>(t)->release();
+            static_cast<detail::TimedCallback*>(t)->release();
     }
     timers_.heap.clear();
     for (auto* map : {&readers_, &writers_}) {

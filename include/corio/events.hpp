@@ -64,24 +64,45 @@ struct LoopAccess;
 class Backend;
 
 // A scheduled callback: what call_soon/call_later/call_at and add_reader put in the loop.
-struct CallbackNode : Runnable, TimerNode {
+struct CallbackNode : Runnable {
     std::atomic<std::uint32_t> refs{1};
     bool cancelled = false;
+    // Set for call_soon_threadsafe nodes, whose Handle may be dropped on another thread; the
+    // others are touched by the loop's thread only and skip the locked instructions.
+    bool shared = false;
+    bool timed = false;  // a TimedCallback (call_later/call_at)
     EventLoop* loop = nullptr;
 
     CallbackNode() noexcept;
     virtual ~CallbackNode() = default;
     virtual void invoke() = 0;
 
-    void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+    void add_ref() noexcept {
+        if (shared) {
+            refs.fetch_add(1, std::memory_order_relaxed);
+        } else {
+            refs.store(refs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        }
+    }
     void release() noexcept {
-        if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+        if (shared) {
+            if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+            return;
+        }
+        std::uint32_t n = refs.load(std::memory_order_relaxed) - 1;
+        refs.store(n, std::memory_order_relaxed);
+        if (n == 0) delete this;
     }
     static void operator delete(void* p, std::size_t size) noexcept { pool_deallocate(p, size); }
 };
 
-template <class F>
-struct CallbackImpl final : CallbackNode {
+// A callback that is also a timer; plain call_soon nodes leave the timer fields out.
+struct TimedCallback : CallbackNode, TimerNode {
+    TimedCallback() noexcept;
+};
+
+template <class F, class Base>
+struct CallbackImpl final : Base {
     F fn;
     explicit CallbackImpl(F&& f) : fn(std::move(f)) {}
     static void* operator new(std::size_t size) { return pool_allocate(size); }
@@ -97,7 +118,9 @@ auto bind_callback(F&& f, Args&&... args) {
 
 }  // namespace detail
 
-// A callback scheduled with call_soon (asyncio.Handle). Copies share the callback.
+// A callback scheduled with call_soon (asyncio.Handle). Copies share the callback. Like the
+// loop, a Handle belongs to the loop's thread; only one returned by call_soon_threadsafe may be
+// copied or dropped on another thread (cancel() is still for the loop's thread).
 class Handle {
   public:
     Handle() noexcept = default;
@@ -126,7 +149,9 @@ class Handle {
 class TimerHandle : public Handle {
   public:
     using Handle::Handle;
-    TimePoint when() const noexcept { return node_ ? node_->deadline : TimePoint{}; }
+    TimePoint when() const noexcept {
+        return node_ ? static_cast<const detail::TimedCallback*>(node_)->deadline : TimePoint{};
+    }
 };
 
 class EventLoop {
@@ -162,7 +187,8 @@ class EventLoop {
     template <class F, class... Args>
     TimerHandle call_at(TimePoint when, F&& f, Args&&... args) {
         check_open();
-        auto* node = make_node(std::forward<F>(f), std::forward<Args>(args)...);
+        auto* node =
+            make_node<detail::TimedCallback>(std::forward<F>(f), std::forward<Args>(args)...);
         node->add_ref();  // the heap's reference
         node->deadline = when;
         arm_timer(*node);
@@ -172,6 +198,7 @@ class EventLoop {
     template <class F, class... Args>
     Handle call_soon_threadsafe(F&& f, Args&&... args) {
         auto* node = make_node(std::forward<F>(f), std::forward<Args>(args)...);
+        node->shared = true;
         node->add_ref();
         push_threadsafe(node);
         return Handle(node);
@@ -244,10 +271,10 @@ class EventLoop {
     friend struct detail::LoopAccess;
     friend class Handle;
 
-    template <class F, class... Args>
-    detail::CallbackNode* make_node(F&& f, Args&&... args) {
+    template <class Base = detail::CallbackNode, class F, class... Args>
+    Base* make_node(F&& f, Args&&... args) {
         auto bound = detail::bind_callback(std::forward<F>(f), std::forward<Args>(args)...);
-        detail::CallbackNode* node = new detail::CallbackImpl<decltype(bound)>(std::move(bound));
+        Base* node = new detail::CallbackImpl<decltype(bound), Base>(std::move(bound));
         node->loop = this;
         return node;
     }

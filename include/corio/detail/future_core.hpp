@@ -15,6 +15,7 @@
 
 #include "corio/detail/intrusive.hpp"
 #include "corio/detail/loop_core.hpp"
+#include "corio/detail/pool.hpp"
 #include "corio/detail/source_location.hpp"
 
 namespace corio {
@@ -58,6 +59,7 @@ struct FutureCore {
     Kind kind = Kind::Future;
     bool exception_retrieved = false;
     bool must_cancel = false;  // task only: throw CancelledError at the next resumption
+    bool started = false;      // task only: its first step has run
     std::uint32_t refs = 0;
     std::uint32_t registry_index = 0;  // position in the loop's registry of live futures
     std::exception_ptr exception;      // also the exception slot of a nested coroutine
@@ -109,7 +111,7 @@ struct FutureCore {
 
 // A Future's heap object knows how to delete itself with its value type; a task needs no such
 // pointer because its frame is destroyed through its coroutine handle.
-struct FutureBoxBase : FutureCore {
+struct FutureBoxBase : FutureCore, Pooled {
     void (*destroy)(FutureBoxBase*) noexcept = nullptr;
 };
 
@@ -120,7 +122,6 @@ struct TaskCore : FutureCore, Runnable {
     Waiter* waiter = nullptr;              // what the task is suspended on, if anything
     std::uint32_t id = 0;
     std::uint32_t cancel_requests = 0;
-    bool started = false;
 
     // Called by an awaiter about to suspend the task.
     void suspend(std::coroutine_handle<> h, Waiter* w) {
