@@ -109,7 +109,7 @@ void* pool_allocate(std::size_t size) {
     return p;
 }
 
-void pool_deallocate(void* p, std::size_t size) noexcept {
+void pool_deallocate(void* p, [[maybe_unused]] std::size_t size) noexcept {
     if (p == nullptr) return;
 #ifndef CORIO_POOL_DISABLED
     if (size_class(size) < kClasses) {

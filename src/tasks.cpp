@@ -179,7 +179,11 @@ SourceLocation TaskCore::coroutine() const noexcept {
 }
 
 void PromiseBase::finish_task() noexcept {
-    complete_task(*this, exception);
+    if (exception && is_cancellation(exception)) {
+        set_cancelled(exception);
+    } else {
+        set_finished(exception);
+    }
 }
 
 void task_step(Runnable* r) {
@@ -195,8 +199,51 @@ void task_step(Runnable* r) {
     }
     TaskCore* previous = t_state.current_task;
     t_state.current_task = t;
-    t->resume_point.resume();  // the task may be freed when this returns
+    do {
+        t->transfer = false;
+        t->resume_point.resume();
+    } while (t->transfer);
     t_state.current_task = previous;
+    if (t->done()) t->release();  // the loop's reference; the frame may go with it
+}
+
+namespace {
+
+// The coroutine behind TaskCore::relay(): each resumption schedules the task.
+struct Relay {
+    struct promise_type {
+        Relay get_return_object() noexcept {
+            return Relay{std::coroutine_handle<promise_type>::from_promise(*this)};
+        }
+        std::suspend_always initial_suspend() noexcept { return {}; }
+        std::suspend_always final_suspend() noexcept { return {}; }
+        void return_void() noexcept {}
+        void unhandled_exception() noexcept { std::terminate(); }
+        static void* operator new(std::size_t size) { return pool_allocate(size); }
+        static void operator delete(void* p, std::size_t size) noexcept {
+            pool_deallocate(p, size);
+        }
+    };
+    std::coroutine_handle<promise_type> handle;
+};
+
+Relay relay_body(TaskCore* task) {
+    for (;;) {
+        task->wake();
+        co_await std::suspend_always{};
+    }
+}
+
+}  // namespace
+
+std::coroutine_handle<> TaskCore::relay() {
+    FutureExtra& x = ensure_extra();
+    if (!x.relay) x.relay = relay_body(this).handle;
+    return x.relay;
+}
+
+FutureExtra::~FutureExtra() {
+    if (relay) relay.destroy();
 }
 
 }  // namespace corio::detail

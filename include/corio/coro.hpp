@@ -80,7 +80,11 @@ struct PromiseBase : TaskCore {
         bool await_ready() { return inner.await_ready(); }
         template <class P>
         decltype(auto) await_suspend(std::coroutine_handle<P> h) {
-            return inner.await_suspend(h);
+            if (self->task == nullptr) return inner.await_suspend(h);
+            // The foreign awaiter resumes a relay that schedules the task, instead of
+            // resuming the coroutine behind the loop's back.
+            self->task->suspend(h, nullptr);
+            return inner.await_suspend(self->task->relay());
         }
         decltype(auto) await_resume() {
             if constexpr (!CancelAware<Inner>) {
@@ -91,10 +95,15 @@ struct PromiseBase : TaskCore {
     };
 
     template <Awaitable A>
-    auto await_transform(A&& a, SourceLocation loc = SourceLocation::current()) {
+    decltype(auto) await_transform(A&& a, SourceLocation loc = SourceLocation::current()) {
         suspended_line = loc.line;
         using Inner = decltype(get_awaiter(std::forward<A>(a)));
-        return CheckedAwaiter<Inner>{get_awaiter(std::forward<A>(a)), this};
+        if constexpr (CancelAware<Inner>) {
+            // corio's own awaiters handle cancellation themselves: no wrapper.
+            return get_awaiter(std::forward<A>(a));
+        } else {
+            return CheckedAwaiter<Inner>{get_awaiter(std::forward<A>(a)), this};
+        }
     }
     template <detail::NotAwaitable A>
     void await_transform(A&&, SourceLocation = SourceLocation::current()) {
@@ -106,15 +115,19 @@ struct PromiseBase : TaskCore {
         template <class P>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
             PromiseBase& p = h.promise();
-            if (p.continuation) return p.continuation;
-            p.finish_task();  // may free the frame; touch nothing after
+            if (p.continuation) {
+                if (p.task == nullptr) return p.continuation;
+                p.task->transfer_to(p.continuation);
+                return std::noop_coroutine();
+            }
+            p.finish_task();  // task_step drops the loop's reference afterwards
             return std::noop_coroutine();
         }
         void await_resume() const noexcept {}
     };
     FinalAwaiter final_suspend() noexcept { return {}; }
 
-    // The root coroutine returned: complete the task and drop the loop's reference.
+    // The root coroutine returned: complete the task.
     void finish_task() noexcept;
 };
 
@@ -185,7 +198,9 @@ class [[nodiscard]] Coro {
                 parent = &caller.promise();
                 parent->awaiting = &child;
             }
-            return h;
+            if (child.task == nullptr) return h;
+            child.task->transfer_to(h);
+            return std::noop_coroutine();
         }
         T await_resume() {
             if (parent != nullptr) parent->awaiting = nullptr;

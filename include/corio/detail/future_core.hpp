@@ -46,10 +46,12 @@ struct Waiter {
 
 // The rarely used parts of a future, allocated on first use.
 struct FutureExtra {
+    ~FutureExtra();
     std::string name;
     std::string cancel_message;
     std::vector<std::pair<std::uint64_t, std::function<void(FutureCore&)>>> callbacks;
     std::uint64_t next_callback_id = 1;
+    std::coroutine_handle<> relay;  // see TaskCore::relay()
 };
 
 struct FutureCore {
@@ -60,6 +62,7 @@ struct FutureCore {
     bool exception_retrieved = false;
     bool must_cancel = false;  // task only: throw CancelledError at the next resumption
     bool started = false;      // task only: its first step has run
+    bool transfer = false;     // task only: a Coro call or return set resume_point
     std::uint32_t refs = 0;
     std::uint32_t registry_index = 0;  // position in the loop's registry of live futures
     std::exception_ptr exception;      // also the exception slot of a nested coroutine
@@ -133,6 +136,17 @@ struct TaskCore : FutureCore, Runnable {
     }
     // Schedules the task to resume at its suspension point.
     void wake() noexcept;
+    // A Coro called or returned within the task: its step goes on with `h`. The step loop
+    // (task_step) resumes it, so a chain of synchronous calls never grows the stack, whatever
+    // the compiler does with symmetric transfer (g++ < 15 at -O0 or with ASan does not make it
+    // a tail call).
+    void transfer_to(std::coroutine_handle<> h) noexcept {
+        resume_point = h;
+        transfer = true;
+    }
+    // A handle that, when resumed, schedules this task: what foreign awaiters get, so that the
+    // task resumes through the loop, with current_task() right.
+    std::coroutine_handle<> relay();
 
     bool request_cancel(const std::string& message);
     std::uint32_t uncancel() noexcept {

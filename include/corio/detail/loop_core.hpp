@@ -4,6 +4,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <cassert>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -32,6 +33,7 @@ class ReadyQueue {
   public:
     bool empty() const noexcept { return head_ == nullptr; }
     void push(Runnable* r) noexcept {
+        assert(r != tail_ && r->next_ready == nullptr && "scheduled twice");
         r->next_ready = nullptr;
         if (tail_ != nullptr) {
             tail_->next_ready = r;
