@@ -48,15 +48,4 @@ std::string describe(const std::exception_ptr& e) {
     }
 }
 
-bool is_cancellation(const std::exception_ptr& e) noexcept {
-    if (!e) return false;
-    try {
-        std::rethrow_exception(e);
-    } catch (const CancelledError&) {
-        return true;
-    } catch (...) {
-        return false;
-    }
-}
-
 }  // namespace corio

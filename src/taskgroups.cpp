@@ -4,14 +4,7 @@ namespace corio {
 namespace {
 
 bool is_interrupt(const std::exception_ptr& e) noexcept {
-    if (!e) return false;
-    try {
-        std::rethrow_exception(e);
-    } catch (const Interrupted&) {
-        return true;
-    } catch (...) {
-        return false;
-    }
+    return holds<Interrupted>(e);
 }
 
 }  // namespace

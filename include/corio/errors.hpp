@@ -114,7 +114,22 @@ class QueueShutDown : public Error {
 // "TypeName: message" for any exception, for reports and logs.
 std::string describe(const std::exception_ptr& e);
 
+// True when `e` holds an exception of type E (or derived from it).
+template <class E>
+bool holds(const std::exception_ptr& e) noexcept {
+    if (!e) return false;
+    try {
+        std::rethrow_exception(e);
+    } catch (const E&) {
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
 // True when `e` holds a CancelledError.
-bool is_cancellation(const std::exception_ptr& e) noexcept;
+inline bool is_cancellation(const std::exception_ptr& e) noexcept {
+    return holds<CancelledError>(e);
+}
 
 }  // namespace corio

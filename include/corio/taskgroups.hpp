@@ -88,8 +88,11 @@ template <class F>
 concept GroupBody =
     std::is_invocable_v<F&, TaskGroup&> && Awaitable<std::invoke_result_t<F&, TaskGroup&>>;
 
+template <class F>
+concept NotGroupBody = !GroupBody<F>;
+
 template <GroupBody F>
-using group_result_t = await_result_t<std::invoke_result_t<F&, TaskGroup&>>;
+using group_result_t = run_result_t<std::invoke_result_t<F&, TaskGroup&>>;
 
 template <GroupBody F>
 using group_return_t =
@@ -104,20 +107,19 @@ template <detail::GroupBody F>
 Coro<detail::group_return_t<F>> task_group(F body) {
     using R = detail::group_result_t<F>;
     TaskGroup group;
-    std::exception_ptr error;
-    std::optional<detail::stored_t<R>> result;
-    try {
-        if constexpr (std::is_void_v<R>) {
-            co_await std::invoke(body, group);
-            result.emplace();
-        } else {
-            result.emplace(co_await std::invoke(body, group));
-        }
-    } catch (...) {
-        error = std::current_exception();
+    auto outcome = co_await detail::settle(std::invoke(body, group));
+    co_await group.exit(outcome.exception());
+    if constexpr (!std::is_void_v<R>) {
+        if (outcome.has_value()) co_return std::move(outcome.value());
+        co_return std::nullopt;
     }
-    co_await group.exit(error);
-    if constexpr (!std::is_void_v<R>) co_return std::move(result);
+}
+
+template <detail::NotGroupBody F>
+void task_group(F) {
+    static_assert(detail::always_false<F>,
+                  "corio::task_group needs a callable taking corio::TaskGroup& and returning an "
+                  "awaitable, e.g. [&](corio::TaskGroup& tg) -> corio::Coro<> { ... }");
 }
 
 }  // namespace corio

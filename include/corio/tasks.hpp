@@ -442,6 +442,23 @@ class Outcome {
 
 namespace detail {
 
+// Awaits `aw` and returns what it produced, value or exception, without throwing: for scopes
+// that act on the outcome before passing it on (timeout, task_group).
+template <class A>
+Coro<Outcome<run_result_t<A>>> settle(A aw) {
+    using R = run_result_t<A>;
+    try {
+        if constexpr (std::is_void_v<R>) {
+            co_await aw;
+            co_return Outcome<R>(std::monostate{});
+        } else {
+            co_return Outcome<R>(co_await aw);
+        }
+    } catch (...) {
+        co_return Outcome<R>(std::current_exception());
+    }
+}
+
 template <class T>
 Outcome<T> outcome_of(FutureCore* c) {
     if (std::exception_ptr e = c->take_exception()) return Outcome<T>(e);
@@ -599,6 +616,10 @@ auto shield(A&& aw) {
     auto task = detail::ensure_task(std::forward<A>(aw));
     using T = typename decltype(task)::value_type;
     return detail::Shielded<T>{std::move(task)};
+}
+template <detail::NotAwaitable A>
+void shield(A&&) {
+    detail::reject_non_awaitable<A>();
 }
 
 // --- wait and as_completed ------------------------------------------------------------------

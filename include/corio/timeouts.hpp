@@ -78,10 +78,20 @@ template <class B>
 using timeout_awaitable_t = decltype(timeout_body(std::declval<B&>(), std::declval<Timeout&>()));
 
 template <class B>
-using timeout_result_t = await_result_t<timeout_awaitable_t<B>>;
+using timeout_result_t = run_result_t<timeout_awaitable_t<B>>;
 
 template <class B>
 concept TimeoutBody = Awaitable<timeout_awaitable_t<B>>;
+
+template <class B>
+concept NotTimeoutBody = !TimeoutBody<B>;
+
+template <class B>
+constexpr void reject_timeout_body() {
+    static_assert(always_false<B>,
+                  "corio::timeout needs a body that is awaitable, or a callable returning an "
+                  "awaitable (optionally taking corio::Timeout&)");
+}
 
 }  // namespace detail
 
@@ -92,21 +102,16 @@ Coro<detail::timeout_result_t<B>> timeout_at(std::optional<TimePoint> when, B bo
     using R = detail::timeout_result_t<B>;
     Timeout scope(when);
     scope.enter();
-    std::exception_ptr error;
-    std::optional<detail::stored_t<R>> result;
-    try {
-        if constexpr (std::is_void_v<R>) {
-            co_await detail::timeout_body(body, scope);
-            result.emplace();
-        } else {
-            result.emplace(co_await detail::timeout_body(body, scope));
-        }
-    } catch (...) {
-        error = std::current_exception();
-    }
+    auto outcome = co_await detail::settle(detail::timeout_body(body, scope));
+    std::exception_ptr error = outcome.exception();
     scope.exit(error);
     if (error) std::rethrow_exception(error);
-    if constexpr (!std::is_void_v<R>) co_return std::move(*result);
+    if constexpr (!std::is_void_v<R>) co_return std::move(outcome.value());
+}
+
+template <detail::NotTimeoutBody B>
+void timeout_at(std::optional<TimePoint>, B) {
+    detail::reject_timeout_body<B>();
 }
 
 // timeout_at(now + delay); a nullopt delay means no deadline.
@@ -120,6 +125,11 @@ Coro<detail::timeout_result_t<B>> timeout(std::optional<Duration> delay, B body)
 template <class Rep, class Period, detail::TimeoutBody B>
 auto timeout(std::chrono::duration<Rep, Period> delay, B body) {
     return timeout(std::optional<Duration>(std::chrono::ceil<Duration>(delay)), std::move(body));
+}
+
+template <class D, detail::NotTimeoutBody B>
+void timeout(D, B) {
+    detail::reject_timeout_body<B>();
 }
 
 // Waits for `aw` for at most `delay`; on expiry cancels it and throws TimeoutError.

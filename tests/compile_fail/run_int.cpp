@@ -1,0 +1,6 @@
+// expect: is not awaitable
+#include <corio/corio.hpp>
+
+int main() {
+    corio::run(42);
+}
