@@ -8,8 +8,9 @@
 //     auto task = corio::create_task(add(1, 2));  // runs concurrently as its own task
 //
 // A Coro is lazy: nothing runs until it is awaited or wrapped in a Task. Awaiting one is a
-// direct call (symmetric transfer, no trip through the loop), so deep chains cost no
-// scheduling. A Coro that is destroyed without being awaited frees its frame and never runs.
+// direct call with no trip through the loop, and the stack stays flat however deep the chain
+// (see docs/architecture.md). A Coro destroyed without being awaited frees its frame and never
+// runs.
 //
 // Each Coro records where it is defined and the line of the co_await it is suspended at, so a
 // task's await chain can be printed with source locations (see the debugging docs).
@@ -72,6 +73,8 @@ struct PromiseBase : TaskCore {
 
     bool is_task_root() const noexcept { return task == this; }
 
+    // Wraps an awaitable corio does not know: it resumes through the task, and a cancellation
+    // requested meanwhile is raised when it does.
     template <class Inner>
     struct CheckedAwaiter {
         Inner inner;
@@ -87,9 +90,7 @@ struct PromiseBase : TaskCore {
             return inner.await_suspend(self->task->relay());
         }
         decltype(auto) await_resume() {
-            if constexpr (!CancelAware<Inner>) {
-                if (self->task != nullptr) self->task->throw_if_cancel_requested();
-            }
+            if (self->task != nullptr) self->task->throw_if_cancel_requested();
             return inner.await_resume();
         }
     };
