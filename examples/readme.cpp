@@ -15,4 +15,6 @@ corio::Coro<int> amain() {
     co_return a + b + co_await task;  // about 20 ms in all, not 40
 }
 
-int main() { return corio::run(amain()) == 3 * 42 ? 0 : 1; }
+int main() {
+    return corio::run(amain()) == 3 * 42 ? 0 : 1;
+}
