@@ -17,16 +17,22 @@ namespace {
 // stays fair to descriptors and to other threads (tokio uses the same kind of bound).
 constexpr unsigned kPollEvery = 61;
 
+void invoke_callback(CallbackNode* node) {
+    if (node->cancelled) return;
+    try {
+        node->invoke();
+    } catch (...) {
+        node->loop->call_exception_handler(
+            ExceptionContext{"Exception in callback", std::current_exception(), {}, {}});
+    }
+}
+
 void callback_step(Runnable* r) {
     auto* node = static_cast<CallbackNode*>(r);
-    if (!node->cancelled) {
-        try {
-            node->invoke();
-        } catch (...) {
-            node->loop->call_exception_handler(
-                ExceptionContext{"Exception in callback", std::current_exception(), {}, {}});
-        }
-    }
+    invoke_callback(node);
+    // What the callback captured is destroyed here, on the loop's thread, even when another
+    // thread holds the last Handle (call_soon_threadsafe).
+    node->drop_callable();
     node->release();  // the queue's reference
 }
 
@@ -87,7 +93,8 @@ struct EventLoop::Watch : detail::Runnable, detail::IoOp {
         }
         detail::CallbackNode* cb = w->callback;
         cb->add_ref();  // the callback may remove (and free) the watch
-        detail::callback_step(cb);
+        detail::invoke_callback(cb);
+        cb->release();
     }
 };
 
@@ -114,6 +121,7 @@ void EventLoop::throw_closed() {
 void Handle::cancel() noexcept {
     if (node_ == nullptr || node_->cancelled) return;
     node_->cancelled = true;
+    node_->drop_callable();
     if (!node_->timed) return;
     auto* timed = static_cast<detail::TimedCallback*>(node_);
     if (timed->armed()) {
@@ -302,11 +310,15 @@ void detail::LoopAccess::withdraw(EventLoop& loop, IoOp& op) noexcept {
 
 // --- running -------------------------------------------------------------------------------
 
-void EventLoop::run_forever() {
+void EventLoop::check_can_run() const {
     check_open();
     if (running_) throw RuntimeError("This event loop is already running");
     if (detail::t_state.running_loop != nullptr)
         throw RuntimeError("Cannot run the event loop while another loop is running");
+}
+
+void EventLoop::run_forever() {
+    check_can_run();
     detail::t_state.running_loop = this;
     running_ = true;
     struct Reset {
@@ -371,7 +383,9 @@ void EventLoop::close() {
     // Nothing may be scheduled once we start freeing; tasks are handled below.
     while (detail::Runnable* r = ready_.pop()) {
         if (r->run == &detail::callback_step) {
-            static_cast<detail::CallbackNode*>(r)->release();
+            auto* node = static_cast<detail::CallbackNode*>(r);
+            node->drop_callable();
+            node->release();
         } else if (r->run == &Watch::step) {
             auto* w = static_cast<Watch*>(r);
             w->queued = false;
@@ -392,8 +406,11 @@ void EventLoop::close() {
     // mark them all disarmed so that those frames never touch the heap again.
     for (detail::TimerNode* t : timers_.heap) {
         t->heap_index = detail::TimerNode::kNotInHeap;
-        if (t->fire == &detail::callback_timer_fire)
-            static_cast<detail::TimedCallback*>(t)->release();
+        if (t->fire == &detail::callback_timer_fire) {
+            auto* node = static_cast<detail::TimedCallback*>(t);
+            node->drop_callable();
+            node->release();
+        }
     }
     timers_.heap.clear();
     for (auto* map : {&readers_, &writers_}) {
@@ -408,7 +425,10 @@ void EventLoop::close() {
         std::lock_guard lock(ts_mutex_);
         leftover.swap(ts_queue_);
     }
-    for (detail::CallbackNode* node : leftover) node->release();
+    for (detail::CallbackNode* node : leftover) {
+        node->drop_callable();
+        node->release();
+    }
     backend_.reset();  // unlinks any I/O op a surviving frame still holds
 }
 

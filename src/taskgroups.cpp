@@ -49,7 +49,7 @@ struct TaskGroup::Joiner : detail::Waiter {
     }
 };
 
-TaskGroup::TaskGroup() : parent_(current_task()) {
+TaskGroup::TaskGroup(detail::GroupKey) : parent_(current_task()) {
     if (!parent_) throw RuntimeError("TaskGroup cannot determine the parent task");
 }
 
@@ -76,7 +76,7 @@ void TaskGroup::adopt(const AnyTask& task) {
         child->group->on_child_done(*child);
     };
     children_.push_back(*c);
-    task.core()->waiters.push_back(*c);
+    task.core()->waiters.add(*c);
 }
 
 void TaskGroup::on_child_done(Child& child) {
@@ -127,7 +127,7 @@ void TaskGroup::cancel() {
     }
 }
 
-Coro<> TaskGroup::exit(std::exception_ptr body_error) {
+Coro<> TaskGroup::exit(detail::GroupKey, std::exception_ptr body_error) {
     exiting_ = true;
     bool body_cancelled = is_cancellation(body_error);
     if (is_interrupt(body_error) && !base_error_) base_error_ = body_error;

@@ -87,7 +87,8 @@ void FutureCore::set_cancelled(std::exception_ptr cancelled_error) {
 }
 
 void FutureCore::complete() {
-    while (DoneWaiter* w = waiters.pop_front()) w->notify(w, *this);
+    waiters.oldest_first();
+    while (DoneWaiter* w = waiters.take()) w->notify(w, *this);
     if (extra == nullptr || extra->callbacks.empty() || loop == nullptr) return;
     auto callbacks = std::move(extra->callbacks);
     extra->callbacks.clear();
@@ -288,7 +289,7 @@ MultiWait::MultiWait(std::vector<FutureCore*> targets, Until until, OnCancel on_
             auto* node = static_cast<Node*>(w);
             node->owner->on_done(node->index);
         };
-        targets_[i]->waiters.push_back(n);
+        targets_[i]->waiters.add(n);
     }
 }
 

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -1111,9 +1112,11 @@ TEST(Close, FreesPendingCallbacksTimersAndWatches) {
         loop.add_writer(p->w(), [token] {});
         EXPECT_EQ(token.use_count(), 6);
         loop.close();
-        // What the loop held is freed; the user's handle still holds its callback.
-        EXPECT_EQ(token.use_count(), 2);
+        // Every callback that can no longer run is destroyed by close(), on the loop's
+        // thread, including the one a user's handle still refers to.
+        EXPECT_EQ(token.use_count(), 1);
         kept.cancel();
+        EXPECT_TRUE(kept.cancelled());
     }
     EXPECT_EQ(token.use_count(), 1);
 }
@@ -1222,3 +1225,45 @@ TEST(Close, CompletedFutureAndTaskHeldAfterLoopDestroyedKeepResults) {
 }
 
 }  // namespace
+
+TEST(RunUntilComplete, RefusedOnASecondLoopLeavesNoTaskBehind) {
+    EventLoop outer;
+    EventLoop inner;
+    std::vector<std::string> reports;
+    inner.set_exception_handler(
+        [&](EventLoop&, const corio::ExceptionContext& c) { reports.push_back(c.message); });
+    outer.run_until_complete([&]() -> corio::Coro<> {
+        EXPECT_THROW(inner.run_until_complete(corio::sleep(0s)), RuntimeError);
+        co_return;
+    }());
+    inner.close();
+    EXPECT_TRUE(reports.empty()) << reports.front();
+}
+
+TEST(CallSoonThreadsafe, CallbackIsDestroyedOnTheLoopThread) {
+    // The other thread keeps its Handle past the callback's run: what the callback captured
+    // must still be destroyed on the loop's thread.
+    struct Probe {
+        std::thread::id* destroyed_on;
+        bool armed = true;
+        explicit Probe(std::thread::id* d) : destroyed_on(d) {}
+        Probe(Probe&& o) noexcept : destroyed_on(o.destroyed_on) { o.armed = false; }
+        ~Probe() {
+            if (armed) *destroyed_on = std::this_thread::get_id();
+        }
+    };
+    EventLoop loop;
+    std::thread::id destroyed_on;
+    std::promise<void> release;
+    corio::Future<void> done = loop.create_future();
+    corio::Future<void>* done_ptr = &done;
+    std::thread other([&] {
+        corio::Handle h = loop.call_soon_threadsafe(
+            [p = Probe(&destroyed_on), done_ptr] { done_ptr->set_result(); });
+        release.get_future().wait();  // hold the handle until the loop has run the callback
+    });
+    loop.run_until_complete(done);
+    EXPECT_EQ(destroyed_on, std::this_thread::get_id());
+    release.set_value();
+    other.join();
+}

@@ -1435,3 +1435,40 @@ Coro<> unawaited_coro_main() {
 TEST(Tasks, UnawaitedCoroFreesItsFrameAndNeverRunsItsBody) {
     corio::run(unawaited_coro_main());
 }
+
+// --- empty handles ------------------------------------------------------------------------
+
+TEST(Tasks, EmptyTaskHandleRaisesInvalidStateErrorInsteadOfCrashing) {
+    Task<int> empty;
+    EXPECT_FALSE(static_cast<bool>(empty));
+    EXPECT_THROW((void)empty.done(), corio::InvalidStateError);
+    EXPECT_THROW(empty.cancel(), corio::InvalidStateError);
+    EXPECT_THROW((void)empty.result(), corio::InvalidStateError);
+    // current_task() outside a task is such an empty handle.
+    EXPECT_THROW((void)corio::current_task().get_name(), corio::InvalidStateError);
+    corio::run([]() -> Coro<> {
+        Task<int> none;
+        EXPECT_THROW(co_await none, corio::InvalidStateError);
+    }());
+}
+
+TEST(Tasks, EmptyFutureHandleRaisesInvalidStateError) {
+    Future<int> empty;
+    EXPECT_THROW((void)empty.done(), corio::InvalidStateError);
+    EXPECT_THROW(empty.set_result(1), corio::InvalidStateError);
+}
+
+// --- durations of any type --------------------------------------------------------------------
+
+TEST(Tasks, WaitAndAsCompletedTakeAnyDurationType) {
+    corio::run([]() -> Coro<> {
+        std::vector<Task<void>> tasks;
+        tasks.push_back(corio::create_task(corio::sleep(10s)));
+        using Seconds = std::chrono::duration<double>;
+        auto r = co_await corio::wait(tasks, corio::ALL_COMPLETED, Seconds(0.01));
+        EXPECT_EQ(r.pending.size(), 1u);
+        auto ac = corio::as_completed(tasks, Seconds(0.01));
+        EXPECT_THROW(co_await ac.next_task(), corio::TimeoutError);
+        tasks[0].cancel();
+    }());
+}

@@ -1113,3 +1113,13 @@ TEST(WaitFor, InnerTaskSwallowingCancellationAfterExpiryReturnsItsValue) {
     EXPECT_TRUE(swallowed);
     EXPECT_FALSE(task_cancelled);
 }
+
+TEST(WaitFor, AwaitableYieldingAReferenceReturnsAValue) {
+    // A Future's co_await yields a reference; wait_for must still return the value.
+    int v = corio::run([]() -> corio::Coro<int> {
+        auto f = corio::get_running_loop().create_future<int>();
+        corio::get_running_loop().call_later(1ms, [f]() mutable { f.set_result(5); });
+        co_return co_await corio::wait_for(f, 10s);
+    }());
+    EXPECT_EQ(v, 5);
+}

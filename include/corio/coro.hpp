@@ -45,13 +45,11 @@ concept CancelAware = requires {
 
 struct PromiseBase;
 
+// The task an awaiter suspends. Coros run only inside their task's step (task_step resumes
+// every one of them, see TaskCore::transfer_to), so that is the task the loop is stepping.
 template <class P>
-TaskCore* task_of(std::coroutine_handle<P> h) noexcept {
-    if constexpr (std::is_base_of_v<PromiseBase, P>) {
-        return h.promise().task;
-    } else {
-        return t_state.current_task;
-    }
+TaskCore* task_of(std::coroutine_handle<P>) noexcept {
+    return t_state.current_task;
 }
 
 // Every Coro promise can become the root of a task (it derives from TaskCore); a nested Coro
@@ -59,7 +57,6 @@ TaskCore* task_of(std::coroutine_handle<P> h) noexcept {
 struct PromiseBase : TaskCore {
     std::coroutine_handle<> continuation;  // the awaiting coroutine, when awaited
     PromiseBase* awaiting = nullptr;       // the Coro this one awaits now (the await chain)
-    TaskCore* task = nullptr;              // the task this coroutine runs in
     SourceLocation where;                  // the coroutine's definition
     std::uint32_t suspended_line = 0;      // line of the latest co_await
 
@@ -71,26 +68,24 @@ struct PromiseBase : TaskCore {
     std::suspend_always initial_suspend() noexcept { return {}; }
     void unhandled_exception() noexcept { exception = std::current_exception(); }
 
-    bool is_task_root() const noexcept { return task == this; }
-
     // Wraps an awaitable corio does not know: it resumes through the task, and a cancellation
     // requested meanwhile is raised when it does.
     template <class Inner>
     struct CheckedAwaiter {
         Inner inner;
-        PromiseBase* self;
 
         bool await_ready() { return inner.await_ready(); }
         template <class P>
         decltype(auto) await_suspend(std::coroutine_handle<P> h) {
-            if (self->task == nullptr) return inner.await_suspend(h);
+            TaskCore* task = t_state.current_task;
+            if (task == nullptr) return inner.await_suspend(h);
             // The foreign awaiter resumes a relay that schedules the task, instead of
             // resuming the coroutine behind the loop's back.
-            self->task->suspend(h, nullptr);
-            return inner.await_suspend(self->task->relay());
+            task->suspend(h, nullptr);
+            return inner.await_suspend(task->relay());
         }
         decltype(auto) await_resume() {
-            if (self->task != nullptr) self->task->throw_if_cancel_requested();
+            if (TaskCore* task = t_state.current_task) task->throw_if_cancel_requested();
             return inner.await_resume();
         }
     };
@@ -103,7 +98,7 @@ struct PromiseBase : TaskCore {
             // corio's own awaiters handle cancellation themselves: no wrapper.
             return get_awaiter(std::forward<A>(a));
         } else {
-            return CheckedAwaiter<Inner>{get_awaiter(std::forward<A>(a)), this};
+            return CheckedAwaiter<Inner>{get_awaiter(std::forward<A>(a))};
         }
     }
     template <detail::NotAwaitable A>
@@ -117,8 +112,9 @@ struct PromiseBase : TaskCore {
         std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
             PromiseBase& p = h.promise();
             if (p.continuation) {
-                if (p.task == nullptr) return p.continuation;
-                p.task->transfer_to(p.continuation);
+                TaskCore* task = t_state.current_task;
+                if (task == nullptr) return p.continuation;
+                task->transfer_to(p.continuation);
                 return std::noop_coroutine();
             }
             p.finish_task();  // task_step drops the loop's reference afterwards
@@ -194,13 +190,13 @@ class [[nodiscard]] Coro {
         std::coroutine_handle<> await_suspend(std::coroutine_handle<P> caller) noexcept {
             auto& child = h.promise();
             child.continuation = caller;
-            child.task = detail::task_of(caller);
             if constexpr (std::is_base_of_v<detail::PromiseBase, P>) {
                 parent = &caller.promise();
                 parent->awaiting = &child;
             }
-            if (child.task == nullptr) return h;
-            child.task->transfer_to(h);
+            detail::TaskCore* task = detail::t_state.current_task;
+            if (task == nullptr) return h;  // outside any task: plain symmetric transfer
+            task->transfer_to(h);
             return std::noop_coroutine();
         }
         T await_resume() {

@@ -76,6 +76,8 @@ struct CallbackNode : Runnable {
     CallbackNode() noexcept;
     virtual ~CallbackNode() = default;
     virtual void invoke() = 0;
+    // Destroys the callable (and what it captured) once it will not run again.
+    virtual void drop_callable() noexcept = 0;
 
     void add_ref() noexcept {
         if (shared) {
@@ -103,10 +105,11 @@ struct TimedCallback : CallbackNode, TimerNode {
 
 template <class F, class Base>
 struct CallbackImpl final : Base {
-    F fn;
+    std::optional<F> fn;
     explicit CallbackImpl(F&& f) : fn(std::move(f)) {}
     static void* operator new(std::size_t size) { return pool_allocate(size); }
-    void invoke() override { fn(); }
+    void invoke() override { (*fn)(); }
+    void drop_callable() noexcept override { fn.reset(); }
 };
 
 template <class F, class... Args>
@@ -283,6 +286,8 @@ class EventLoop {
         if (closed_) throw_closed();
     }
     [[noreturn]] static void throw_closed();
+    // RuntimeError unless the loop can start running now (asyncio's checks, in its order).
+    void check_can_run() const;
     void arm_timer(detail::TimerNode& node);
     void disarm_timer(detail::TimerNode& node) noexcept;
     void push_threadsafe(detail::CallbackNode* node);

@@ -60,7 +60,7 @@ struct AwaitCore : DoneWaiter, Waiter {
         if (task == target) throw RuntimeError("a task cannot await itself");
         notify = &on_done;
         cancel = &on_cancel;
-        target->waiters.push_back(*this);
+        target->waiters.add(*this);
         suspended = true;
         task->suspend(h, this);
     }
@@ -111,8 +111,8 @@ class Future {
         if (box_) box_->release();
     }
 
-    bool done() const noexcept { return box().done(); }
-    bool cancelled() const noexcept { return box().cancelled(); }
+    bool done() const { return box().done(); }
+    bool cancelled() const { return box().cancelled(); }
 
     // Cancels the future and wakes its awaiters with CancelledError. False if already done.
     bool cancel(const std::string& message = {}) { return box().cancel(message); }
@@ -156,9 +156,7 @@ class Future {
             fn(Future(static_cast<detail::FutureBox<T>*>(&c)));
         });
     }
-    std::size_t remove_done_callback(CallbackId id) noexcept {
-        return box().remove_done_callback(id);
-    }
+    std::size_t remove_done_callback(CallbackId id) { return box().remove_done_callback(id); }
 
     struct Awaiter : detail::AwaitCore {
         using AwaitCore::AwaitCore;
@@ -168,7 +166,7 @@ class Future {
             if constexpr (!std::is_void_v<T>) return detail::box_value<T>(target);
         }
     };
-    Awaiter operator co_await() const noexcept { return Awaiter(box_); }
+    Awaiter operator co_await() const { return Awaiter(&box()); }
 
     explicit operator bool() const noexcept { return box_ != nullptr; }
     bool operator==(const Future& o) const noexcept { return box_ == o.box_; }
@@ -183,9 +181,13 @@ class Future {
 
     explicit Future(detail::FutureBox<T>* b) noexcept : box_(b) { box_->add_ref(); }
 
-    detail::FutureBox<T>& box() const noexcept { return *box_; }
+    // The future, or InvalidStateError for an empty (default-constructed or moved-from) handle.
+    detail::FutureBox<T>& box() const {
+        if (box_ == nullptr) throw InvalidStateError("empty corio::Future handle");
+        return *box_;
+    }
     void check_pending() const {
-        if (box_->done()) throw InvalidStateError("invalid state: the future is already done");
+        if (box().done()) throw InvalidStateError("invalid state: the future is already done");
     }
 
     detail::FutureBox<T>* box_ = nullptr;

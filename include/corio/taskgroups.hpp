@@ -31,6 +31,10 @@
 
 namespace corio {
 
+namespace detail {
+struct GroupKey {};
+}  // namespace detail
+
 class TaskGroup {
   public:
     TaskGroup(const TaskGroup&) = delete;
@@ -57,9 +61,10 @@ class TaskGroup {
     // Number of children not done yet.
     std::size_t size() const noexcept { return children_.size(); }
 
-    // Used by task_group(); not part of the public surface.
-    TaskGroup();
-    Coro<> exit(std::exception_ptr body_error);
+    // Only task_group() makes and finishes a group: that is what guarantees the children are
+    // waited for. (The key type is internal.)
+    explicit TaskGroup(detail::GroupKey);
+    Coro<> exit(detail::GroupKey, std::exception_ptr body_error);
 
   private:
     struct Child;
@@ -106,9 +111,9 @@ using group_return_t =
 template <detail::GroupBody F>
 Coro<detail::group_return_t<F>> task_group(F body) {
     using R = detail::group_result_t<F>;
-    TaskGroup group;
+    TaskGroup group{detail::GroupKey{}};
     auto outcome = co_await detail::settle(std::invoke(body, group));
-    co_await group.exit(outcome.exception());
+    co_await group.exit(detail::GroupKey{}, outcome.exception());
     if constexpr (!std::is_void_v<R>) {
         if (outcome.has_value()) co_return std::move(outcome.value());
         co_return std::nullopt;

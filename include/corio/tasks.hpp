@@ -56,40 +56,38 @@ class AnyTask {
         if (core_) core_->release();
     }
 
-    bool done() const noexcept { return core_->done(); }
-    bool cancelled() const noexcept { return core_->cancelled(); }
+    bool done() const { return ref().done(); }
+    bool cancelled() const { return ref().cancelled(); }
 
     // Requests cancellation: the task's pending co_await throws CancelledError(message).
     // False if the task is already done.
-    bool cancel(const std::string& message = {}) { return core_->cancel(message); }
+    bool cancel(const std::string& message = {}) { return ref().cancel(message); }
     // Number of cancellation requests not yet withdrawn by uncancel().
-    std::uint32_t cancelling() const noexcept { return core_->cancel_requests; }
+    std::uint32_t cancelling() const { return ref().cancel_requests; }
     // Withdraws one cancellation request; returns how many remain.
-    std::uint32_t uncancel() noexcept { return core_->uncancel(); }
+    std::uint32_t uncancel() { return ref().uncancel(); }
 
     // The exception the task failed with, or null; InvalidStateError while pending; throws
     // CancelledError if it was cancelled.
     std::exception_ptr exception() const {
         if (!done()) throw InvalidStateError("Exception is not set.");
-        if (cancelled()) std::rethrow_exception(core_->take_exception());
-        return core_->take_exception();
+        if (cancelled()) std::rethrow_exception(ref().take_exception());
+        return ref().take_exception();
     }
 
-    std::string get_name() const { return core_->name(); }
-    void set_name(std::string name) { core_->ensure_extra().name = std::move(name); }
+    std::string get_name() const { return ref().name(); }
+    void set_name(std::string name) { ref().ensure_extra().name = std::move(name); }
     // Where the task's coroutine is defined (asyncio's get_coro()).
-    SourceLocation get_coro() const noexcept { return core_->coroutine(); }
+    SourceLocation get_coro() const { return ref().coroutine(); }
 
     // Schedules fn(task) with call_soon once the task is done.
     template <class F>
     CallbackId add_done_callback(F fn) {
-        return core_->add_done_callback([fn = std::move(fn)](detail::FutureCore& c) mutable {
+        return ref().add_done_callback([fn = std::move(fn)](detail::FutureCore& c) mutable {
             fn(AnyTask(static_cast<detail::TaskCore*>(&c)));
         });
     }
-    std::size_t remove_done_callback(CallbackId id) noexcept {
-        return core_->remove_done_callback(id);
-    }
+    std::size_t remove_done_callback(CallbackId id) { return ref().remove_done_callback(id); }
 
     // Awaiting an AnyTask waits for it and rethrows its failure.
     struct Awaiter : detail::AwaitCore {
@@ -99,7 +97,7 @@ class AnyTask {
             target->check_result();
         }
     };
-    Awaiter operator co_await() const noexcept { return Awaiter(core_); }
+    Awaiter operator co_await() const { return Awaiter(&ref()); }
 
     explicit operator bool() const noexcept { return core_ != nullptr; }
     bool operator==(const AnyTask& o) const noexcept { return core_ == o.core_; }
@@ -107,6 +105,13 @@ class AnyTask {
     detail::TaskCore* core() const noexcept { return core_; }
 
   protected:
+    // The task, or InvalidStateError for an empty handle (default-constructed or moved-from,
+    // or current_task() outside a task).
+    detail::TaskCore& ref() const {
+        if (core_ == nullptr) throw InvalidStateError("empty corio::Task handle");
+        return *core_;
+    }
+
     detail::TaskCore* core_ = nullptr;
 };
 
@@ -119,13 +124,13 @@ class Task : public AnyTask {
     // The task's result; InvalidStateError while pending; rethrows its failure, or
     // CancelledError if it was cancelled.
     decltype(auto) result() const {
-        core_->check_result();
+        ref().check_result();
         if constexpr (!std::is_void_v<T>) return value();
     }
 
     template <class F>
     CallbackId add_done_callback(F fn) {
-        return core_->add_done_callback([fn = std::move(fn)](detail::FutureCore& c) mutable {
+        return ref().add_done_callback([fn = std::move(fn)](detail::FutureCore& c) mutable {
             fn(Task(static_cast<detail::TaskCore*>(&c)));
         });
     }
@@ -147,8 +152,8 @@ class Task : public AnyTask {
             }
         }
     };
-    Awaiter<false> operator co_await() const& noexcept { return Awaiter<false>(core_); }
-    Awaiter<true> operator co_await() && noexcept { return Awaiter<true>(core_); }
+    Awaiter<false> operator co_await() const& { return Awaiter<false>(&ref()); }
+    Awaiter<true> operator co_await() && { return Awaiter<true>(&ref()); }
 
     // For corio's own combinators.
     // (Instantiated only for non-void T.)
@@ -204,7 +209,6 @@ Task<run_result_t<A>> EventLoop::create_task(A&& aw, std::string name) {
     detail::PromiseBase& p = h.promise();
     if (p.continuation) throw RuntimeError("create_task() of a Coro that is already running");
     p.kind = detail::FutureCore::Kind::Task;
-    p.task = &p;
     p.resume_point = h;
     p.run = &detail::task_step;
     p.id = detail::LoopAccess::next_task_id(*this);
@@ -231,6 +235,7 @@ void create_task(A&&, std::string = {}) {
 template <Awaitable A>
 run_result_t<A> EventLoop::run_until_complete(A&& aw) {
     using T = run_result_t<A>;
+    check_can_run();  // before making a task that could then never run
     Task<T> task;
     if constexpr (detail::is_task<std::remove_cvref_t<A>>::value) {
         task = aw;
@@ -245,7 +250,7 @@ run_result_t<A> EventLoop::run_until_complete(A&& aw) {
     stopper.notify = [](detail::DoneWaiter* w, detail::FutureCore&) noexcept {
         static_cast<Stopper*>(w)->loop->stop();
     };
-    if (!task.done()) task.core()->waiters.push_back(stopper);
+    if (!task.done()) task.core()->waiters.add(stopper);
     if (!task.done()) run_forever();
     if (!task.done()) throw RuntimeError("Event loop stopped before Future completed.");
     if constexpr (std::is_void_v<T>) {
@@ -654,6 +659,12 @@ Coro<WaitResult<T>> wait(std::vector<Task<T>> tasks, ReturnWhen return_when = AL
     for (auto& t : tasks) (t.done() ? r.done : r.pending).push_back(std::move(t));
     co_return r;
 }
+template <class T, class Rep, class Period>
+Coro<WaitResult<T>> wait(std::vector<Task<T>> tasks, ReturnWhen return_when,
+                         std::chrono::duration<Rep, Period> timeout) {
+    return wait(std::move(tasks), return_when,
+                std::optional<Duration>(std::chrono::ceil<Duration>(timeout)));
+}
 
 // Yields the given tasks in the order they complete (asyncio.as_completed):
 //
@@ -725,6 +736,11 @@ template <class T>
 AsCompleted<T> as_completed(std::vector<Task<T>> tasks,
                             std::optional<Duration> timeout = std::nullopt) {
     return AsCompleted<T>(std::move(tasks), timeout);
+}
+template <class T, class Rep, class Period>
+AsCompleted<T> as_completed(std::vector<Task<T>> tasks,
+                            std::chrono::duration<Rep, Period> timeout) {
+    return AsCompleted<T>(std::move(tasks), std::chrono::ceil<Duration>(timeout));
 }
 
 }  // namespace corio

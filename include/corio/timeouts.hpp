@@ -46,7 +46,8 @@ class Timeout : private detail::TimerNode {
     bool expired() const noexcept { return state_ == State::Expiring || state_ == State::Expired; }
     State state() const noexcept { return state_; }
 
-    // Used by timeout_at(); not part of the public surface.
+    // The scope protocol (asyncio's __aenter__/__aexit__): timeout_at() calls these around its
+    // body; call them yourself only to build a scope of your own.
     explicit Timeout(std::optional<TimePoint> when) noexcept : when_(when) {}
     void enter();
     // Turns the body's outcome into the scope's: TimeoutError for its own expiry.
@@ -134,7 +135,7 @@ void timeout(D, B) {
 
 // Waits for `aw` for at most `delay`; on expiry cancels it and throws TimeoutError.
 template <Awaitable A, class Rep, class Period>
-Coro<await_result_t<A>> wait_for(A aw, std::chrono::duration<Rep, Period> delay) {
+Coro<run_result_t<A>> wait_for(A aw, std::chrono::duration<Rep, Period> delay) {
     if (delay <= delay.zero()) {
         // As asyncio: no time at all, so the awaitable gets no step unless already done.
         auto task = detail::ensure_task(std::move(aw));

@@ -31,9 +31,66 @@ struct TaskCore;
 enum class FutureState : std::uint8_t { Pending, Finished, Cancelled };
 
 // A node in a future's list of waiters. `notify` is called when the future completes, from
-// within the completion, and must only schedule work.
-struct DoneWaiter : ListHook {
+// within the completion, and must only schedule work. Unlinking is O(1) and safe to repeat.
+struct DoneWaiter {
+    DoneWaiter* next = nullptr;
+    DoneWaiter** pprev = nullptr;  // the pointer that points at this node, when linked
     void (*notify)(DoneWaiter*, FutureCore&) = nullptr;
+
+    bool linked() const noexcept { return pprev != nullptr; }
+    void unlink() noexcept {
+        if (pprev == nullptr) return;
+        *pprev = next;
+        if (next != nullptr) next->pprev = pprev;
+        next = nullptr;
+        pprev = nullptr;
+    }
+};
+
+// A future's waiters: one pointer in every future and task (a doubly-linked list would take
+// two). Waiters are added at the front and notified in the order they were added.
+class WaiterList {
+  public:
+    WaiterList() noexcept = default;
+    WaiterList(const WaiterList&) = delete;
+    WaiterList& operator=(const WaiterList&) = delete;
+    ~WaiterList() { clear(); }
+
+    bool empty() const noexcept { return head_ == nullptr; }
+    void add(DoneWaiter& w) noexcept {
+        w.next = head_;
+        if (head_ != nullptr) head_->pprev = &w.next;
+        head_ = &w;
+        w.pprev = &head_;
+    }
+    // Turns the list so that the oldest waiter comes first; take() then pops in that order.
+    // Waiters stay linked until taken, so one may still leave (or be freed) meanwhile.
+    void oldest_first() noexcept {
+        DoneWaiter* reversed = nullptr;
+        while (head_ != nullptr) {
+            DoneWaiter* n = head_;
+            head_ = n->next;
+            n->next = reversed;
+            reversed = n;
+        }
+        head_ = reversed;
+        DoneWaiter** pp = &head_;
+        for (DoneWaiter* n = head_; n != nullptr; n = n->next) {
+            n->pprev = pp;
+            pp = &n->next;
+        }
+    }
+    DoneWaiter* take() noexcept {
+        DoneWaiter* w = head_;
+        if (w != nullptr) w->unlink();
+        return w;
+    }
+    void clear() noexcept {
+        while (head_ != nullptr) head_->unlink();
+    }
+
+  private:
+    DoneWaiter* head_ = nullptr;
 };
 
 // The undo half of a suspension. `cancel` is called by Task::cancel() while the task is
@@ -66,7 +123,7 @@ struct FutureCore {
     std::uint32_t refs = 0;
     std::uint32_t registry_index = 0;  // position in the loop's registry of live futures
     std::exception_ptr exception;      // also the exception slot of a nested coroutine
-    List<DoneWaiter> waiters;
+    WaiterList waiters;
     FutureExtra* extra = nullptr;
     EventLoop* loop = nullptr;
 
