@@ -176,7 +176,7 @@ std::string TaskCore::name() const {
 }
 
 SourceLocation TaskCore::coroutine() const noexcept {
-    return static_cast<const PromiseBase&>(*this).where;
+    return static_cast<const PromiseBase&>(*this).where();
 }
 
 void PromiseBase::finish_task() noexcept {

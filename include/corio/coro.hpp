@@ -57,10 +57,16 @@ TaskCore* task_of(std::coroutine_handle<P>) noexcept {
 struct PromiseBase : TaskCore {
     std::coroutine_handle<> continuation;  // the awaiting coroutine, when awaited
     PromiseBase* awaiting = nullptr;       // the Coro this one awaits now (the await chain)
-    SourceLocation where;                  // the coroutine's definition
-    std::uint32_t suspended_line = 0;      // line of the latest co_await
+    // The coroutine's definition, and the line of its latest co_await. Kept as plain fields
+    // (not a SourceLocation member) so that the two lines share one word.
+    const char* def_file;
+    const char* def_function;
+    std::uint32_t def_line;
+    std::uint32_t suspended_line = 0;
 
-    explicit PromiseBase(SourceLocation loc) noexcept : where(loc) {}
+    explicit PromiseBase(SourceLocation loc) noexcept
+        : def_file(loc.file), def_function(loc.function), def_line(loc.line) {}
+    SourceLocation where() const noexcept { return {def_file, def_function, def_line}; }
 
     static void* operator new(std::size_t size) { return pool_allocate(size); }
     static void operator delete(void* p, std::size_t size) noexcept { pool_deallocate(p, size); }
@@ -178,7 +184,9 @@ class [[nodiscard]] Coro {
 
     explicit operator bool() const noexcept { return static_cast<bool>(h_); }
     // Where the coroutine is defined.
-    SourceLocation location() const noexcept { return h_ ? h_.promise().where : SourceLocation{}; }
+    SourceLocation location() const noexcept {
+        return h_ ? h_.promise().where() : SourceLocation{};
+    }
 
     struct Awaiter {
         static constexpr bool corio_cancel_aware = true;
