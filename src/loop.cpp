@@ -119,11 +119,11 @@ void EventLoop::throw_closed() {
 }
 
 void Handle::cancel() noexcept {
-    if (node_ == nullptr || node_->cancelled) return;
+    if (!node_ || node_->cancelled) return;
     node_->cancelled = true;
     node_->drop_callable();
     if (!node_->timed) return;
-    auto* timed = static_cast<detail::TimedCallback*>(node_);
+    auto* timed = static_cast<detail::TimedCallback*>(node_.get());
     if (timed->armed()) {
         node_->loop->disarm_timer(*timed);
         node_->release();  // the heap's reference

@@ -30,6 +30,7 @@
 #include "corio/detail/future_core.hpp"
 #include "corio/detail/loop_core.hpp"
 #include "corio/detail/pool.hpp"
+#include "corio/detail/ref.hpp"
 #include "corio/detail/source_location.hpp"
 #include "corio/errors.hpp"
 
@@ -127,25 +128,16 @@ auto bind_callback(F&& f, Args&&... args) {
 class Handle {
   public:
     Handle() noexcept = default;
-    explicit Handle(detail::CallbackNode* node) noexcept : node_(node) {}  // adopts a reference
-    Handle(const Handle& o) noexcept : node_(o.node_) {
-        if (node_) node_->add_ref();
-    }
-    Handle(Handle&& o) noexcept : node_(std::exchange(o.node_, nullptr)) {}
-    Handle& operator=(Handle o) noexcept {
-        std::swap(node_, o.node_);
-        return *this;
-    }
-    ~Handle() {
-        if (node_) node_->release();
-    }
+    // Adopts the reference the loop made for the caller.
+    explicit Handle(detail::CallbackNode* node) noexcept
+        : node_(detail::Ref<detail::CallbackNode>::adopt(node)) {}
 
     // Prevents the callback from running; a no-op if it already ran. Loop thread only.
     void cancel() noexcept;
-    bool cancelled() const noexcept { return node_ != nullptr && node_->cancelled; }
+    bool cancelled() const noexcept { return node_ && node_->cancelled; }
 
   protected:
-    detail::CallbackNode* node_ = nullptr;
+    detail::Ref<detail::CallbackNode> node_;
 };
 
 // A callback scheduled with call_later/call_at (asyncio.TimerHandle).
@@ -153,7 +145,8 @@ class TimerHandle : public Handle {
   public:
     using Handle::Handle;
     TimePoint when() const noexcept {
-        return node_ ? static_cast<const detail::TimedCallback*>(node_)->deadline : TimePoint{};
+        return node_ ? static_cast<const detail::TimedCallback*>(node_.get())->deadline
+                     : TimePoint{};
     }
 };
 

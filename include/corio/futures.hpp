@@ -99,17 +99,6 @@ class Future {
     using value_type = T;
 
     Future() noexcept = default;
-    Future(const Future& o) noexcept : box_(o.box_) {
-        if (box_) box_->add_ref();
-    }
-    Future(Future&& o) noexcept : box_(std::exchange(o.box_, nullptr)) {}
-    Future& operator=(Future o) noexcept {
-        std::swap(box_, o.box_);
-        return *this;
-    }
-    ~Future() {
-        if (box_) box_->release();
-    }
 
     bool done() const { return box().done(); }
     bool cancelled() const { return box().cancelled(); }
@@ -139,7 +128,7 @@ class Future {
     // The result; InvalidStateError while pending; rethrows the failure or CancelledError.
     decltype(auto) result() {
         box().check_result();
-        if constexpr (!std::is_void_v<T>) return detail::box_value<T>(box_);
+        if constexpr (!std::is_void_v<T>) return detail::box_value<T>(box_.get());
     }
     // The exception (null on success); InvalidStateError while pending; throws
     // CancelledError if cancelled.
@@ -168,29 +157,29 @@ class Future {
     };
     Awaiter operator co_await() const { return Awaiter(&box()); }
 
-    explicit operator bool() const noexcept { return box_ != nullptr; }
+    explicit operator bool() const noexcept { return static_cast<bool>(box_); }
     bool operator==(const Future& o) const noexcept { return box_ == o.box_; }
 
     // For corio's own combinators.
-    detail::FutureCore* core() const noexcept { return box_; }
+    detail::FutureCore* core() const noexcept { return box_.get(); }
 
   private:
     template <class>
     friend class Future;
     friend class EventLoop;
 
-    explicit Future(detail::FutureBox<T>* b) noexcept : box_(b) { box_->add_ref(); }
+    explicit Future(detail::FutureBox<T>* b) noexcept : box_(b) {}
 
     // The future, or InvalidStateError for an empty (default-constructed or moved-from) handle.
     detail::FutureBox<T>& box() const {
-        if (box_ == nullptr) throw InvalidStateError("empty corio::Future handle");
+        if (!box_) throw InvalidStateError("empty corio::Future handle");
         return *box_;
     }
     void check_pending() const {
         if (box().done()) throw InvalidStateError("invalid state: the future is already done");
     }
 
-    detail::FutureBox<T>* box_ = nullptr;
+    detail::Ref<detail::FutureBox<T>> box_;
 };
 
 template <class T>

@@ -43,18 +43,7 @@ namespace corio {
 class AnyTask {
   public:
     AnyTask() noexcept = default;
-    explicit AnyTask(detail::TaskCore* core) noexcept : core_(core) {
-        if (core_) core_->add_ref();
-    }
-    AnyTask(const AnyTask& o) noexcept : AnyTask(o.core_) {}
-    AnyTask(AnyTask&& o) noexcept : core_(std::exchange(o.core_, nullptr)) {}
-    AnyTask& operator=(AnyTask o) noexcept {
-        std::swap(core_, o.core_);
-        return *this;
-    }
-    ~AnyTask() {
-        if (core_) core_->release();
-    }
+    explicit AnyTask(detail::TaskCore* core) noexcept : core_(core) {}
 
     bool done() const { return ref().done(); }
     bool cancelled() const { return ref().cancelled(); }
@@ -99,20 +88,20 @@ class AnyTask {
     };
     Awaiter operator co_await() const { return Awaiter(&ref()); }
 
-    explicit operator bool() const noexcept { return core_ != nullptr; }
+    explicit operator bool() const noexcept { return static_cast<bool>(core_); }
     bool operator==(const AnyTask& o) const noexcept { return core_ == o.core_; }
 
-    detail::TaskCore* core() const noexcept { return core_; }
+    detail::TaskCore* core() const noexcept { return core_.get(); }
 
   protected:
     // The task, or InvalidStateError for an empty handle (default-constructed or moved-from,
     // or current_task() outside a task).
     detail::TaskCore& ref() const {
-        if (core_ == nullptr) throw InvalidStateError("empty corio::Task handle");
+        if (!core_) throw InvalidStateError("empty corio::Task handle");
         return *core_;
     }
 
-    detail::TaskCore* core_ = nullptr;
+    detail::Ref<detail::TaskCore> core_;
 };
 
 template <class T = void>
@@ -163,7 +152,7 @@ class Task : public AnyTask {
     }
 
   private:
-    std::add_lvalue_reference_t<T> value() const { return value_of(core_); }
+    std::add_lvalue_reference_t<T> value() const { return value_of(core_.get()); }
 };
 
 namespace detail {
