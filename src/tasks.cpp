@@ -8,31 +8,18 @@
 namespace corio::detail {
 namespace {
 
-// Keeps a future alive while one of its done callbacks waits in the ready queue.
-class CoreRef {
-  public:
-    explicit CoreRef(FutureCore* c) noexcept : c_(c) { c_->add_ref(); }
-    CoreRef(CoreRef&& o) noexcept : c_(std::exchange(o.c_, nullptr)) {}
-    CoreRef(const CoreRef&) = delete;
-    CoreRef& operator=(const CoreRef&) = delete;
-    ~CoreRef() {
-        if (c_ != nullptr) c_->release();
-    }
-    FutureCore& operator*() const noexcept { return *c_; }
-
-  private:
-    FutureCore* c_;
-};
+// A done callback waiting in the ready queue keeps its future alive.
+using CoreRef = Ref<FutureCore>;
 
 const std::string kEmpty;
 
-void complete_task(TaskCore& t, std::exception_ptr e) noexcept {
+// A task's outcome: a CancelledError makes it cancelled, anything else finished.
+void record_outcome(TaskCore& t, std::exception_ptr e) noexcept {
     if (e && is_cancellation(e)) {
         t.set_cancelled(std::move(e));
     } else {
         t.set_finished(std::move(e));
     }
-    t.release();  // the loop's reference: the frame may be gone after this
 }
 
 }  // namespace
@@ -94,13 +81,17 @@ void FutureCore::complete() {
     extra->callbacks.clear();
     for (auto& entry : callbacks) {
         try {
-            loop->call_soon(
-                [ref = CoreRef(this), fn = std::move(entry.second)]() mutable { fn(*ref); });
+            schedule_done_callback(std::move(entry.second));
         } catch (...) {
             loop->call_exception_handler(ExceptionContext{
                 "could not schedule a done callback", std::current_exception(), {}, {}});
         }
     }
+}
+
+// Done callbacks run from the loop, as asyncio runs them, never inside the completion.
+void FutureCore::schedule_done_callback(std::function<void(FutureCore&)> fn) {
+    loop->call_soon([ref = CoreRef(this), fn = std::move(fn)]() mutable { fn(*ref); });
 }
 
 std::exception_ptr FutureCore::take_exception() noexcept {
@@ -119,7 +110,7 @@ std::uint64_t FutureCore::add_done_callback(std::function<void(FutureCore&)> fn)
     std::uint64_t id = x.next_callback_id++;
     if (done()) {
         if (loop == nullptr) throw RuntimeError("Event loop is closed");
-        loop->call_soon([ref = CoreRef(this), fn = std::move(fn)]() mutable { fn(*ref); });
+        schedule_done_callback(std::move(fn));
     } else {
         x.callbacks.emplace_back(id, std::move(fn));
     }
@@ -180,11 +171,7 @@ SourceLocation TaskCore::coroutine() const noexcept {
 }
 
 void PromiseBase::finish_task() noexcept {
-    if (exception && is_cancellation(exception)) {
-        set_cancelled(exception);
-    } else {
-        set_finished(exception);
-    }
+    record_outcome(*this, exception);
 }
 
 void task_step(Runnable* r) {
@@ -194,7 +181,8 @@ void task_step(Runnable* r) {
         if (t->must_cancel) {
             // Cancelled before its first step: it never runs, as in asyncio.
             t->must_cancel = false;
-            complete_task(*t, t->make_cancelled_error());
+            record_outcome(*t, t->make_cancelled_error());
+            t->release();  // the loop's reference
             return;
         }
     }

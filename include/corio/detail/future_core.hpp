@@ -165,6 +165,7 @@ struct FutureCore {
 
   private:
     void complete();
+    void schedule_done_callback(std::function<void(FutureCore&)> fn);
     // Frees the future (its box) or the task (its coroutine frame) when the last reference goes.
     void dispose() noexcept;
 };
