@@ -18,9 +18,7 @@ extern "C" void on_sigint(int) {
 }
 
 Coro<> wait_all(std::vector<AnyTask> tasks) {
-    std::vector<detail::FutureCore*> cores;
-    for (auto& t : tasks) cores.push_back(t.core());
-    detail::MultiWait all(std::move(cores), detail::MultiWait::Until::AllCompleted,
+    detail::MultiWait all(detail::cores_of(tasks), detail::MultiWait::Until::AllCompleted,
                           detail::MultiWait::OnCancel::Raise);
     co_await all.wait();
 }

@@ -484,12 +484,19 @@ Coro<std::tuple<Outcome<T>...>> gather_settled_tuple(std::tuple<Task<T>...> task
     co_return std::tuple<Outcome<T>...>(outcome_of<T>(std::get<I>(tasks).core())...);
 }
 
+// The futures behind a list of tasks, for MultiWait.
+template <class Handle>
+std::vector<FutureCore*> cores_of(const std::vector<Handle>& tasks) {
+    std::vector<FutureCore*> cores;
+    cores.reserve(tasks.size());
+    for (const auto& t : tasks) cores.push_back(t.core());
+    return cores;
+}
+
 template <class T>
 Coro<std::conditional_t<std::is_void_v<T>, void, std::vector<T>>> gather_vector(
     std::vector<Task<T>> tasks) {
-    std::vector<FutureCore*> cores;
-    cores.reserve(tasks.size());
-    for (auto& t : tasks) cores.push_back(t.core());
+    std::vector<FutureCore*> cores = cores_of(tasks);
     MultiWait mw(cores, MultiWait::Until::FirstFailure, MultiWait::OnCancel::CancelChildren);
     co_await mw.wait();
     if (mw.first_failure() < cores.size()) {
@@ -506,9 +513,7 @@ Coro<std::conditional_t<std::is_void_v<T>, void, std::vector<T>>> gather_vector(
 
 template <class T>
 Coro<std::vector<Outcome<T>>> gather_settled_vector(std::vector<Task<T>> tasks) {
-    std::vector<FutureCore*> cores;
-    cores.reserve(tasks.size());
-    for (auto& t : tasks) cores.push_back(t.core());
+    std::vector<FutureCore*> cores = cores_of(tasks);
     MultiWait mw(cores, MultiWait::Until::AllCompleted, MultiWait::OnCancel::CancelChildren);
     co_await mw.wait();
     if (mw.outer_cancelled()) current_task().core()->throw_cancelled();
@@ -635,8 +640,7 @@ template <class T>
 Coro<WaitResult<T>> wait(std::vector<Task<T>> tasks, ReturnWhen return_when = ALL_COMPLETED,
                          std::optional<Duration> timeout = std::nullopt) {
     if (tasks.empty()) throw std::invalid_argument("corio::wait() of an empty set of tasks");
-    std::vector<detail::FutureCore*> cores;
-    for (auto& t : tasks) cores.push_back(t.core());
+    std::vector<detail::FutureCore*> cores = detail::cores_of(tasks);
     using Until = detail::MultiWait::Until;
     Until until = return_when == FIRST_COMPLETED   ? Until::AnyCompleted
                   : return_when == FIRST_EXCEPTION ? Until::FirstException
@@ -669,7 +673,7 @@ class AsCompleted {
   public:
     AsCompleted(std::vector<Task<T>> tasks, std::optional<Duration> timeout)
         : tasks_(std::move(tasks)),
-          mw_(cores(tasks_), detail::MultiWait::Until::AnyCompleted,
+          mw_(detail::cores_of(tasks_), detail::MultiWait::Until::AnyCompleted,
               detail::MultiWait::OnCancel::Raise) {
         if (timeout) mw_.set_deadline(get_running_loop().time() + *timeout);
     }
@@ -709,12 +713,6 @@ class AsCompleted {
     std::default_sentinel_t end() const noexcept { return {}; }
 
   private:
-    static std::vector<detail::FutureCore*> cores(const std::vector<Task<T>>& tasks) {
-        std::vector<detail::FutureCore*> v;
-        for (auto& t : tasks) v.push_back(t.core());
-        return v;
-    }
-
     std::vector<Task<T>> tasks_;
     detail::MultiWait mw_;
     std::vector<std::size_t> ready_;
