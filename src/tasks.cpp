@@ -171,6 +171,13 @@ SourceLocation TaskCore::coroutine() const noexcept {
 }
 
 void PromiseBase::finish_task() noexcept {
+    if (must_cancel && !exception) {
+        // Cancelled after its last suspension, and returned without seeing it: the task ends
+        // cancelled all the same, as in asyncio, since cancel() promised it would.
+        must_cancel = false;
+        set_cancelled(make_cancelled_error());
+        return;
+    }
     record_outcome(*this, exception);
 }
 

@@ -10,6 +10,9 @@
 //                   current_task, all_tasks        (asyncio.tasks)
 //   timeouts.hpp    timeout, timeout_at, wait_for  (asyncio.timeouts)
 //   taskgroups.hpp  TaskGroup, task_group          (asyncio.taskgroups)
+//   locks.hpp       Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier
+//                                                  (asyncio.locks)
+//   queues.hpp      Queue, PriorityQueue, LifoQueue (asyncio.queues)
 //   runners.hpp     run, Runner                    (asyncio.runners)
 //   errors.hpp      CancelledError, TimeoutError, ... (asyncio.exceptions)
 #pragma once
@@ -18,6 +21,8 @@
 #include "corio/errors.hpp"
 #include "corio/events.hpp"
 #include "corio/futures.hpp"
+#include "corio/locks.hpp"
+#include "corio/queues.hpp"
 #include "corio/runners.hpp"
 #include "corio/taskgroups.hpp"
 #include "corio/tasks.hpp"

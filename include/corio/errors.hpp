@@ -50,6 +50,13 @@ class RuntimeError : public Error {
     using Error::Error;
 };
 
+// An argument with the right type but a wrong value (Python's ValueError): a negative
+// Semaphore value, a BoundedSemaphore released too often, task_done() called too often, ...
+class ValueError : public Error {
+  public:
+    using Error::Error;
+};
+
 // An operation not allowed in the object's current state (e.g. result() of a pending task).
 class InvalidStateError : public Error {
   public:
@@ -94,6 +101,12 @@ class LimitOverrunError : public Error {
 
   private:
     std::size_t consumed_;
+};
+
+// A Barrier was reset or aborted while a task waited on it, or waited on after abort().
+class BrokenBarrierError : public RuntimeError {
+  public:
+    using RuntimeError::RuntimeError;
 };
 
 class QueueEmpty : public Error {

@@ -1,0 +1,292 @@
+// Queues between tasks of one loop (asyncio.queues): Queue (FIFO), LifoQueue, PriorityQueue.
+//
+//     corio::Queue<Job> jobs(100);          // at most 100 items: put() waits when full
+//     co_await jobs.put(Job{...});          // producer
+//     Job job = co_await jobs.get();        // consumer
+//     jobs.task_done();                     // ... and join() returns once every item is done
+//
+// maxsize 0 means unbounded. Move-only element types work. Not thread-safe: to feed a queue
+// from another thread, go through loop.call_soon_threadsafe.
+//
+// Items and free slots are handed over directly: put() gives its item to the oldest waiting
+// get(), and get() lets the oldest waiting put() in, so waiters are served in order and a newly
+// arrived task never overtakes one that waits. Cancellation loses nothing:
+//   - get() raises CancelledError only if it took nothing. A getter cancelled after an item was
+//     handed to it, before it could run, returns the item to the front of the queue (or to the
+//     next waiting getter); until it is drained, qsize() may then exceed maxsize by one.
+//   - put() raises CancelledError only if it inserted nothing. A put() admitted into the queue
+//     has happened: it returns normally, and a cancellation that arrived in the meantime is
+//     raised at the task's next suspension.
+//
+// shutdown() (Python 3.13): put() and put_nowait() then raise QueueShutDown, and so do get()
+// and get_nowait() once the queue is empty; tasks blocked in either are woken to raise it.
+// shutdown(true) also drops the items still queued (counting them as done for join()).
+#pragma once
+
+#include <algorithm>
+#include <coroutine>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "corio/detail/wait_list.hpp"
+#include "corio/errors.hpp"
+#include "corio/locks.hpp"
+
+namespace corio {
+
+namespace detail {
+
+// The orders: where put() inserts, what get() removes, and where a getter that was cancelled
+// puts back the item it was handed (where it was taken from).
+template <class T>
+class FifoStore {
+  public:
+    std::size_t size() const noexcept { return items_.size(); }
+    bool empty() const noexcept { return items_.empty(); }
+    void push(T&& item) { items_.push_back(std::move(item)); }
+    T pop() {
+        T item = std::move(items_.front());
+        items_.pop_front();
+        return item;
+    }
+    void put_back(T&& item) { items_.push_front(std::move(item)); }
+
+  private:
+    std::deque<T> items_;
+};
+
+template <class T>
+class LifoStore {
+  public:
+    std::size_t size() const noexcept { return items_.size(); }
+    bool empty() const noexcept { return items_.empty(); }
+    void push(T&& item) { items_.push_back(std::move(item)); }
+    T pop() {
+        T item = std::move(items_.back());
+        items_.pop_back();
+        return item;
+    }
+    void put_back(T&& item) { push(std::move(item)); }
+
+  private:
+    std::vector<T> items_;
+};
+
+// A binary heap whose top is the smallest item by Compare (Python's heapq order).
+template <class T, class Compare>
+class PriorityStore {
+  public:
+    explicit PriorityStore(Compare less = Compare()) : greater_{std::move(less)} {}
+    std::size_t size() const noexcept { return items_.size(); }
+    bool empty() const noexcept { return items_.empty(); }
+    void push(T&& item) {
+        items_.push_back(std::move(item));
+        std::push_heap(items_.begin(), items_.end(), greater_);
+    }
+    T pop() {
+        std::pop_heap(items_.begin(), items_.end(), greater_);
+        T item = std::move(items_.back());
+        items_.pop_back();
+        return item;
+    }
+    void put_back(T&& item) { push(std::move(item)); }
+
+  private:
+    struct Greater {
+        Compare less;
+        bool operator()(const T& a, const T& b) { return less(b, a); }
+    };
+    Greater greater_;
+    std::vector<T> items_;
+};
+
+template <class T, class Store>
+class BasicQueue {
+  public:
+    using value_type = T;
+
+    // maxsize 0: unbounded.
+    explicit BasicQueue(std::size_t maxsize = 0, Store store = Store())
+        : store_(std::move(store)), maxsize_(maxsize) {
+        finished_.set();
+    }
+    BasicQueue(const BasicQueue&) = delete;
+    BasicQueue& operator=(const BasicQueue&) = delete;
+
+    std::size_t maxsize() const noexcept { return maxsize_; }
+    std::size_t qsize() const noexcept { return store_.size(); }
+    bool empty() const noexcept { return store_.empty(); }
+    bool full() const noexcept { return maxsize_ > 0 && store_.size() >= maxsize_; }
+
+    // Inserts without waiting: QueueFull if full, QueueShutDown after shutdown().
+    void put_nowait(T item) {
+        if (shutdown_) throw QueueShutDown();
+        if (full()) throw QueueFull();
+        admit(std::move(item));
+    }
+
+    // Removes without waiting: QueueEmpty if empty (QueueShutDown if also shut down).
+    T get_nowait() {
+        if (store_.empty()) {
+            if (shutdown_) throw QueueShutDown();
+            throw QueueEmpty();
+        }
+        T item = store_.pop();
+        admit_waiting_putter();
+        return item;
+    }
+
+    struct PutAwaiter : WaitNode {
+        static constexpr bool corio_cancel_aware = true;
+        BasicQueue* queue;
+        T item;
+        bool shut = false;  // woken by shutdown(), not admitted
+
+        PutAwaiter(BasicQueue* q, T&& i) : queue(q), item(std::move(i)) {}
+        bool await_ready() const noexcept { return queue->shutdown_ || !queue->full(); }
+        void await_suspend(std::coroutine_handle<> h) {
+            wait_on(queue->putters_, h, "corio::Queue::put()");
+        }
+        void await_resume() {
+            if (!suspended()) return queue->put_nowait(std::move(item));
+            bool cancel_pending = cancelled_after_wake();
+            if (!shut) return;  // admitted: the put happened; a late cancellation stays pending
+            if (cancel_pending) task->throw_cancelled();
+            throw QueueShutDown();
+        }
+    };
+    // Inserts `item`, first waiting for a free slot while the queue is full.
+    PutAwaiter put(T item) { return PutAwaiter(this, std::move(item)); }
+
+    struct GetAwaiter : WaitNode {
+        static constexpr bool corio_cancel_aware = true;
+        BasicQueue* queue;
+        std::optional<T> item;  // handed over by put(); empty when woken by shutdown()
+
+        explicit GetAwaiter(BasicQueue* q) noexcept : queue(q) {}
+        bool await_ready() const noexcept { return queue->shutdown_ || !queue->store_.empty(); }
+        void await_suspend(std::coroutine_handle<> h) {
+            wait_on(queue->getters_, h, "corio::Queue::get()");
+        }
+        T await_resume() {
+            if (!suspended()) return queue->get_nowait();
+            if (cancelled_after_wake()) {
+                // Cancelled after an item was handed over: it goes back, not lost.
+                if (item) queue->give_back(std::move(*item));
+                task->throw_cancelled();
+            }
+            if (!item) throw QueueShutDown();
+            return std::move(*item);
+        }
+    };
+    // Removes and returns an item, first waiting while the queue is empty.
+    GetAwaiter get() noexcept { return GetAwaiter(this); }
+
+    // Marks one item taken by get() as processed. ValueError when called more often than items
+    // were put.
+    void task_done() {
+        if (unfinished_ == 0) throw ValueError("task_done() called too many times");
+        if (--unfinished_ == 0) finished_.set();
+    }
+    // Waits until every item put has been marked with task_done().
+    Event::WaitAwaiter join() noexcept { return finished_.wait(); }
+
+    // Shuts the queue down (see the header comment). `immediate` also drops the queued items.
+    void shutdown(bool immediate = false) {
+        shutdown_ = true;
+        if (immediate) {
+            immediate_ = true;
+            while (!store_.empty()) {
+                static_cast<void>(store_.pop());
+                count_done();
+            }
+        }
+        wake_all(getters_);
+        while (!putters_.empty()) {
+            auto& p = static_cast<PutAwaiter&>(putters_.front());
+            p.shut = true;
+            p.wake();
+        }
+    }
+
+  private:
+    // A new item: to the oldest waiting getter, or into the store.
+    void admit(T&& item) {
+        ++unfinished_;
+        finished_.clear();
+        place(std::move(item), false);
+    }
+    void place(T&& item, bool returned) {
+        if (!getters_.empty()) {
+            auto& g = static_cast<GetAwaiter&>(getters_.front());
+            g.item.emplace(std::move(item));
+            g.wake();
+        } else if (returned) {
+            store_.put_back(std::move(item));
+        } else {
+            store_.push(std::move(item));
+        }
+    }
+    // A slot was freed: the oldest waiting putter's item goes in.
+    void admit_waiting_putter() {
+        if (putters_.empty() || full()) return;
+        auto& p = static_cast<PutAwaiter&>(putters_.front());
+        admit(std::move(p.item));
+        p.wake();
+    }
+    // An item handed to a getter that was cancelled before it could run.
+    void give_back(T&& item) {
+        if (immediate_) {
+            count_done();  // dropped, as shutdown(true) dropped the rest
+            return;
+        }
+        place(std::move(item), true);
+    }
+    void count_done() noexcept {
+        if (unfinished_ > 0 && --unfinished_ == 0) finished_.set();
+    }
+
+    Store store_;
+    std::size_t maxsize_;
+    std::size_t unfinished_ = 0;
+    bool shutdown_ = false;
+    bool immediate_ = false;
+    WaitList getters_;
+    WaitList putters_;
+    Event finished_;
+};
+
+}  // namespace detail
+
+// First in, first out (asyncio.Queue).
+template <class T>
+class Queue : public detail::BasicQueue<T, detail::FifoStore<T>> {
+  public:
+    explicit Queue(std::size_t maxsize = 0)
+        : detail::BasicQueue<T, detail::FifoStore<T>>(maxsize) {}
+};
+
+// Last in, first out (asyncio.LifoQueue).
+template <class T>
+class LifoQueue : public detail::BasicQueue<T, detail::LifoStore<T>> {
+  public:
+    explicit LifoQueue(std::size_t maxsize = 0)
+        : detail::BasicQueue<T, detail::LifoStore<T>>(maxsize) {}
+};
+
+// Smallest first by `Compare` (asyncio.PriorityQueue, whose order is Python's `<`). Items that
+// compare equal come out in no particular order; add a sequence number to the item to keep
+// them first in, first out.
+template <class T, class Compare = std::less<T>>
+class PriorityQueue : public detail::BasicQueue<T, detail::PriorityStore<T, Compare>> {
+  public:
+    explicit PriorityQueue(std::size_t maxsize = 0, Compare less = Compare())
+        : detail::BasicQueue<T, detail::PriorityStore<T, Compare>>(
+              maxsize, detail::PriorityStore<T, Compare>(std::move(less))) {}
+};
+
+}  // namespace corio
