@@ -555,6 +555,45 @@ TEST(Tasks, TaskCancelledWhileScheduledToResumeGetsCancelledError) {
 }
 
 namespace {
+// Cancels its own task, then returns without another suspension: asyncio ends such a task
+// cancelled, since cancel() returned true.
+Coro<int> cancel_self_then_return(bool* cancel_returned) {
+    *cancel_returned = corio::current_task().cancel();
+    co_return 7;
+}
+
+Coro<> cancelled_after_last_suspension_main() {
+    bool cancel_returned = false;
+    Task<int> t = corio::create_task(cancel_self_then_return(&cancel_returned));
+    bool raised = co_await raises_cancelled(t);
+    EXPECT_TRUE(cancel_returned);
+    EXPECT_TRUE(raised);
+    EXPECT_TRUE(t.cancelled());
+}
+
+// A request withdrawn with uncancel() before the task returns does not cancel it.
+Coro<int> cancel_self_uncancel_return() {
+    corio::current_task().cancel();
+    corio::current_task().uncancel();
+    co_return 8;
+}
+
+Coro<> withdrawn_cancellation_main() {
+    Task<int> t = corio::create_task(cancel_self_uncancel_return());
+    EXPECT_EQ(co_await t, 8);
+    EXPECT_FALSE(t.cancelled());
+}
+}  // namespace
+
+TEST(Tasks, TaskThatReturnsWithCancellationPendingEndsCancelled) {
+    corio::run(cancelled_after_last_suspension_main());
+}
+
+TEST(Tasks, TaskThatReturnsAfterItsCancellationWasWithdrawnSucceeds) {
+    corio::run(withdrawn_cancellation_main());
+}
+
+namespace {
 struct StdCatchProbe {
     bool caught_by_std = false;
     bool continued = false;

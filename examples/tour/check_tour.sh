@@ -49,7 +49,7 @@ fi
 
 # The lessons, each once and in order.
 previous=0
-for n in 1 2 3 4 5; do
+for n in 1 2 3 4 5 6; do
     line=$(grep -n -m1 "^lesson $n: " <<<"$output" | cut -d: -f1)
     if [[ -z $line ]]; then
         fail "no line beginning with 'lesson $n:'"
@@ -118,7 +118,7 @@ expect "lesson 4 (wait_for)" 'slow operation itself received CancelledError'
 expect "lesson 4 (cancel)" 'inside the task: CancelledError\("stop, please"\)'
 expect "lesson 4 (cancel)" 'task.cancelled\(\) = true'
 expect "lesson 4 (TaskGroup)" 'ExceptionGroup: .*\(1 sub-exception\)'
-expect "lesson 4 (TaskGroup)" '^ +- ValueError: bad line 3 in config$'
+expect "lesson 4 (TaskGroup)" '^ +- corio::ValueError: bad line 3 in config$'
 expect "lesson 4 (TaskGroup)" 'download-a cancelled, download-b cancelled'
 
 # Lesson 5: the running lesson task and its three fetches, with where each coroutine lives.
@@ -127,6 +127,24 @@ expect "lesson 5" 'get_coro\(\): lesson5 at tour\.cpp:[0-9]+  <- current_task\(\
 expect "lesson 5" 'fetch-c +get_coro\(\): fetch at tour\.cpp:[0-9]+$'
 expect "lesson 5" 'current_task\(\)\.get_name\(\) was: fetch-a, fetch-b, fetch-c$'
 expect "lesson 5" 'get_running_loop\(\) raises RuntimeError.*current_task\(\) is empty$'
+
+# Lesson 6: unbounded, the producer never waits and the whole input piles up; bounded, it waits
+# for the workers (24 records, 2 workers, 10 ms each: over 50 ms) and at most 4 wait.
+unbounded_ms=$(number '^  Queue<int>\(\): +producer done after +([0-9.]+) ms')
+unbounded_peak=$(number '^  Queue<int>\(\):.*at most +([0-9]+) records')
+bounded_ms=$(number '^  Queue<int>\(4\): +producer done after +([0-9.]+) ms')
+bounded_peak=$(number '^  Queue<int>\(4\):.*at most +([0-9]+) records')
+if ! is_number "$unbounded_ms" || ! is_number "$bounded_ms"; then
+    fail "lesson 6: expected a 'Queue<int>():' and a 'Queue<int>(4):' line with the producer's time"
+else
+    [[ $unbounded_peak == 24 ]] || fail "lesson 6: unbounded backlog peaked at '$unbounded_peak' (expected 24)"
+    [[ $bounded_peak == 4 ]] || fail "lesson 6: bounded backlog peaked at '$bounded_peak' (expected 4)"
+    holds "$bounded_ms >= 50" || fail "lesson 6: the bounded producer finished after only $bounded_ms ms"
+    holds "$unbounded_ms < $bounded_ms" || fail "lesson 6: unbounded $unbounded_ms ms is not below bounded $bounded_ms ms"
+fi
+if [[ $(grep -c 'every record processed once; 2 workers stopped by shutdown()' <<<"$output") != 2 ]]; then
+    fail "lesson 6: both pipelines must process every record once and stop both workers"
+fi
 
 # The end: a tour that stops early, yet exits 0, still fails.
 if [[ $(tail -n 1 <<<"$output") != "tour finished" ]]; then

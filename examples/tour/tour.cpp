@@ -10,6 +10,7 @@
 //   lesson 3  co_await runs things one after another; create_task runs them side by side
 //   lesson 4  timeouts and cancellation
 //   lesson 5  what is running: current_task, all_tasks, get_coro
+//   lesson 6  a bounded queue gives a pipeline back-pressure
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -24,12 +25,6 @@
 #include "corio/corio.hpp"
 
 using namespace std::chrono_literals;
-
-// A plain error type for the TaskGroup lesson (Python's ValueError).
-class ValueError : public corio::Error {
-  public:
-    using corio::Error::Error;
-};
 
 namespace {
 
@@ -263,7 +258,7 @@ corio::Coro<> download(corio::Duration d, bool& cancelled) {
 
 corio::Coro<> parse_config() {
     co_await corio::sleep(100ms);
-    throw ValueError("bad line 3 in config");
+    throw corio::ValueError("bad line 3 in config");
 }
 
 corio::Coro<> lesson4() {
@@ -356,6 +351,77 @@ corio::Coro<> lesson5() {
     co_await corio::gather(fetches);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Lesson 6: a bounded queue gives a pipeline back-pressure.
+
+struct Pipeline {
+    std::size_t peak = 0;         // the most records ever waiting in the queue
+    double producer_ms = 0;       // how long the producer took to hand over every record
+    std::vector<int> processed;   // what the workers finished, in any order
+    int stopped_by_shutdown = 0;  // workers that ended on QueueShutDown
+};
+
+constexpr int kRecords = 24;
+
+corio::Coro<> producer(corio::Queue<int>& q, Pipeline& p) {
+    const corio::TimePoint start = now();
+    for (int record = 0; record < kRecords; ++record) {
+        co_await q.put(record);  // suspends only while the queue is full
+        p.peak = std::max(p.peak, q.qsize());
+    }
+    p.producer_ms = ms(now() - start);
+}
+
+corio::Coro<> pipeline_worker(corio::Queue<int>& q, Pipeline& p) {
+    try {
+        for (;;) {
+            const int record = co_await q.get();
+            co_await corio::sleep(10ms);  // stands for 10 ms of work on the record
+            p.processed.push_back(record);
+            q.task_done();
+        }
+    } catch (const corio::QueueShutDown&) {
+        ++p.stopped_by_shutdown;  // the queue was shut down and is empty: nothing more to do
+    }
+}
+
+corio::Coro<Pipeline> run_pipeline(std::size_t maxsize) {
+    corio::Queue<int> q(maxsize);
+    Pipeline p;
+    std::vector<corio::Task<>> workers;
+    workers.push_back(corio::create_task(pipeline_worker(q, p)));
+    workers.push_back(corio::create_task(pipeline_worker(q, p)));
+    co_await producer(q, p);
+    co_await q.join();  // every record put has been marked task_done()
+    q.shutdown();       // wakes the idle workers with QueueShutDown
+    co_await corio::gather(workers);
+    co_return p;
+}
+
+corio::Coro<> lesson6() {
+    std::printf("lesson 6: a bounded queue gives a pipeline back-pressure\n");
+    std::printf("  A producer emits %d records at once; 2 workers take 10 ms per record.\n",
+                kRecords);
+    const Pipeline unbounded = co_await run_pipeline(0);
+    const Pipeline bounded = co_await run_pipeline(4);
+    for (const Pipeline* p : {&unbounded, &bounded}) {
+        std::vector<int> seen = p->processed;
+        std::sort(seen.begin(), seen.end());
+        bool exactly_once = static_cast<int>(seen.size()) == kRecords;
+        for (int i = 0; exactly_once && i < kRecords; ++i) exactly_once = seen[i] == i;
+        std::printf(
+            "  %-17s producer done after %6.1f ms, at most %2zu records waiting; "
+            "%s; %d workers stopped by shutdown()\n",
+            p == &unbounded ? "Queue<int>():" : "Queue<int>(4):", p->producer_ms, p->peak,
+            exactly_once ? "every record processed once" : "records LOST or repeated",
+            p->stopped_by_shutdown);
+    }
+    std::printf(
+        "  Unbounded, put() never waits: the producer races ahead and the backlog grows with\n"
+        "  the input. Bounded, put() suspends while the queue is full, so the producer runs\n"
+        "  at the workers' pace and at most 4 records wait in memory.\n");
+}
+
 }  // namespace
 
 int main() {
@@ -374,7 +440,6 @@ int main() {
     corio::run(lesson4());
     std::printf("\n");
     corio::run(lesson5());
-
     // Outside corio::run() there is no loop, and no task.
     try {
         corio::get_running_loop();
@@ -385,6 +450,9 @@ int main() {
             "current_task() is %s\n",
             e.what(), corio::current_task() ? "a task (unexpected)" : "empty");
     }
+    std::printf("\n");
+    corio::run(lesson6());
+
     std::printf("\ntour finished\n");
     return 0;
 }
