@@ -123,21 +123,29 @@ Coro<std::size_t> Barrier::wait() {
     // Wait while the previous round drains or a reset completes.
     while (state_ == State::Draining || state_ == State::Resetting) co_await changed();
     if (state_ == State::Broken) throw BrokenBarrierError("Barrier aborted");
-    std::size_t index = count_++;
+    Arrival me;
+    arrivals_.push_back(me);
+    ++count_;
     try {
-        if (index + 1 == parties_) {
-            set_state(State::Draining);  // the last to arrive releases the others
+        if (count_ == parties_) {
+            // The last to arrive releases the others. Indices are handed out now, in arrival
+            // order among those still here, so that they are 0..parties-1 even when a waiter
+            // was cancelled meanwhile (asyncio's index is the count at arrival, which repeats).
+            std::size_t index = 0;
+            while (Arrival* a = arrivals_.pop_front()) a->index = index++;
+            set_state(State::Draining);
         } else {
             while (state_ == State::Filling) co_await changed();
             if (state_ == State::Broken || state_ == State::Resetting)
                 throw BrokenBarrierError("Abort or reset of barrier");
         }
     } catch (...) {
+        me.unlink();
         leave();
         throw;
     }
     leave();
-    co_return index;
+    co_return me.index;
 }
 
 void Barrier::leave() noexcept {

@@ -18,6 +18,7 @@
 
 #include <cassert>
 #include <coroutine>
+#include <cstdint>
 #include <exception>
 #include <optional>
 #include <type_traits>
@@ -96,9 +97,11 @@ struct PromiseBase : TaskCore {
         }
     };
 
+    // Only the line is taken (the file and function are the coroutine's own): g++ keeps the
+    // default argument in the coroutine frame for the duration of the co_await.
     template <Awaitable A>
-    decltype(auto) await_transform(A&& a, SourceLocation loc = SourceLocation::current()) {
-        suspended_line = loc.line;
+    decltype(auto) await_transform(A&& a, std::uint32_t line = __builtin_LINE()) {
+        suspended_line = line;
         using Inner = decltype(get_awaiter(std::forward<A>(a)));
         if constexpr (CancelAware<Inner>) {
             // corio's own awaiters handle cancellation themselves: no wrapper.
@@ -108,7 +111,7 @@ struct PromiseBase : TaskCore {
         }
     }
     template <detail::NotAwaitable A>
-    void await_transform(A&&, SourceLocation = SourceLocation::current()) {
+    void await_transform(A&&, std::uint32_t = __builtin_LINE()) {
         reject_non_awaitable<A>();
     }
 

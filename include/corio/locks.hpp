@@ -71,6 +71,8 @@ class Permits {
         }
     };
 
+    using AcquireOp = AwaitOp<Acquire, Permits*>;
+
   private:
     std::size_t free_;
     WaitList waiters_;
@@ -87,6 +89,9 @@ struct GuardAcquire : Permits::Acquire {
         return typename Primitive::Guard(*owner);
     }
 };
+
+template <class Primitive>
+using GuardOp = AwaitOp<GuardAcquire<Primitive>, Permits*, Primitive*>;
 
 }  // namespace detail
 
@@ -136,9 +141,9 @@ class Lock {
     bool locked() const noexcept { return permits_.free() == 0; }
 
     // `co_await lock.acquire();` waits for the lock, then holds it until release().
-    detail::Permits::Acquire acquire() noexcept { return detail::Permits::Acquire(&permits_); }
+    detail::Permits::AcquireOp acquire() noexcept { return detail::Permits::AcquireOp(&permits_); }
     // `auto held = co_await lock.guard();` holds the lock until `held` goes out of scope.
-    detail::GuardAcquire<Lock> guard() noexcept { return {&permits_, this}; }
+    detail::GuardOp<Lock> guard() noexcept { return detail::GuardOp<Lock>(&permits_, this); }
     // Releases the lock, handing it to the oldest waiter. RuntimeError if it is not locked.
     void release() {
         if (!locked()) throw RuntimeError("Lock is not acquired.");
@@ -165,8 +170,10 @@ class Semaphore {
     // The number of free permits.
     std::size_t value() const noexcept { return permits_.free(); }
 
-    detail::Permits::Acquire acquire() noexcept { return detail::Permits::Acquire(&permits_); }
-    detail::GuardAcquire<Semaphore> guard() noexcept { return {&permits_, this}; }
+    detail::Permits::AcquireOp acquire() noexcept { return detail::Permits::AcquireOp(&permits_); }
+    detail::GuardOp<Semaphore> guard() noexcept {
+        return detail::GuardOp<Semaphore>(&permits_, this);
+    }
     // Returns a permit, handing it to the oldest waiter if there is one. For a
     // BoundedSemaphore, ValueError if that would exceed its initial value.
     void release();
@@ -219,7 +226,9 @@ class Event {
         }
     };
     // `co_await event.wait();` returns once the event is set.
-    WaitAwaiter wait() noexcept { return WaitAwaiter(this); }
+    detail::AwaitOp<WaitAwaiter, Event*> wait() noexcept {
+        return detail::AwaitOp<WaitAwaiter, Event*>(this);
+    }
 
   private:
     bool flag_ = false;
@@ -243,8 +252,8 @@ class Condition {
     Condition& operator=(const Condition&) = delete;
 
     bool locked() const noexcept { return lock_->locked(); }
-    detail::Permits::Acquire acquire() noexcept { return lock_->acquire(); }
-    detail::GuardAcquire<Lock> guard() noexcept { return lock_->guard(); }
+    detail::Permits::AcquireOp acquire() noexcept { return lock_->acquire(); }
+    detail::GuardOp<Lock> guard() noexcept { return lock_->guard(); }
     void release() { lock_->release(); }
 
     struct WaitAwaiter : detail::WaitNode {
@@ -265,7 +274,9 @@ class Condition {
     };
     // Releases the lock, waits to be notified, then re-acquires the lock. RuntimeError unless
     // the lock is held. On cancellation the lock is held again when CancelledError surfaces.
-    WaitAwaiter wait() noexcept { return WaitAwaiter(this); }
+    detail::AwaitOp<WaitAwaiter, Condition*> wait() noexcept {
+        return detail::AwaitOp<WaitAwaiter, Condition*>(this);
+    }
 
     // Waits until pred() is true (checked first, then after each notification) and returns its
     // last value. The lock must be held.
@@ -299,7 +310,8 @@ class Condition {
 
 // Makes a fixed number of tasks wait for each other (asyncio.Barrier): each wait() blocks until
 // `parties` tasks are waiting, then all are released together and the barrier is ready again.
-// wait() returns the task's arrival index, 0 .. parties-1. reset() and abort() raise
+// wait() returns the task's arrival index, 0 .. parties-1, a different one for each task of a
+// round (also when a waiter was cancelled before the round filled). reset() and abort() raise
 // BrokenBarrierError in the tasks that wait (abort() also in later ones, until reset()).
 // asyncio's reset() and abort() are coroutines only to take a lock; here they are plain calls.
 class Barrier {
@@ -320,6 +332,9 @@ class Barrier {
   private:
     enum class State : std::uint8_t { Filling, Draining, Resetting, Broken };
     struct Changed;  // waits for the next change of state
+    struct Arrival : detail::ListHook {
+        std::size_t index = 0;
+    };
     Changed changed() noexcept;
     void set_state(State s) noexcept;
     void leave() noexcept;
@@ -328,6 +343,7 @@ class Barrier {
     std::size_t count_ = 0;
     State state_ = State::Filling;
     detail::WaitList waiters_;
+    detail::List<Arrival> arrivals_;  // the tasks waiting for this round to fill, in order
 };
 
 }  // namespace corio

@@ -12,8 +12,9 @@
 // get(), and get() lets the oldest waiting put() in, so waiters are served in order and a newly
 // arrived task never overtakes one that waits. Cancellation loses nothing:
 //   - get() raises CancelledError only if it took nothing. A getter cancelled after an item was
-//     handed to it, before it could run, returns the item to the front of the queue (or to the
-//     next waiting getter); until it is drained, qsize() may then exceed maxsize by one.
+//     handed to it, before it could run, gives the item back (to the next waiting getter, or
+//     into the queue where it would be had it never been taken: first out of a Queue, last out
+//     of a LifoQueue); until it is drained, qsize() may then exceed maxsize by one.
 //   - put() raises CancelledError only if it inserted nothing. A put() admitted into the queue
 //     has happened: it returns normally, and a cancellation that arrived in the meantime is
 //     raised at the task's next suspension.
@@ -26,6 +27,7 @@
 #include <algorithm>
 #include <coroutine>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <optional>
@@ -40,8 +42,10 @@ namespace corio {
 
 namespace detail {
 
-// The orders: where put() inserts, what get() removes, and where a getter that was cancelled
-// puts back the item it was handed (where it was taken from).
+// The orders: where put() inserts and what get() removes. put_back() returns an item that was
+// handed to a getter cancelled before it could run, so that the queue is as if the item had never
+// been taken. Such an item was handed over while the queue was empty, so it is older than every
+// item put into the store since; `seq` (its put order) ranks it among the other items given back.
 template <class T>
 class FifoStore {
   public:
@@ -49,14 +53,21 @@ class FifoStore {
     bool empty() const noexcept { return items_.empty(); }
     void push(T&& item) { items_.push_back(std::move(item)); }
     T pop() {
+        if (!returned_.empty()) returned_.pop_front();
         T item = std::move(items_.front());
         items_.pop_front();
         return item;
     }
-    void put_back(T&& item) { items_.push_front(std::move(item)); }
+    // Into the run of given-back items at the front, in put order.
+    void put_back(T&& item, std::uint64_t seq) {
+        auto at = std::upper_bound(returned_.begin(), returned_.end(), seq) - returned_.begin();
+        returned_.insert(returned_.begin() + at, seq);
+        items_.insert(items_.begin() + at, std::move(item));
+    }
 
   private:
     std::deque<T> items_;
+    std::deque<std::uint64_t> returned_;  // put order of the given-back items at the front
 };
 
 template <class T>
@@ -66,14 +77,21 @@ class LifoStore {
     bool empty() const noexcept { return items_.empty(); }
     void push(T&& item) { items_.push_back(std::move(item)); }
     T pop() {
+        if (returned_.size() == items_.size()) returned_.pop_back();
         T item = std::move(items_.back());
         items_.pop_back();
         return item;
     }
-    void put_back(T&& item) { push(std::move(item)); }
+    // Older than everything above it: into the run of given-back items at the bottom.
+    void put_back(T&& item, std::uint64_t seq) {
+        auto at = std::upper_bound(returned_.begin(), returned_.end(), seq) - returned_.begin();
+        returned_.insert(returned_.begin() + at, seq);
+        items_.insert(items_.begin() + at, std::move(item));
+    }
 
   private:
     std::vector<T> items_;
+    std::vector<std::uint64_t> returned_;  // put order of the given-back items at the bottom
 };
 
 // A binary heap whose top is the smallest item by Compare (Python's heapq order).
@@ -93,7 +111,7 @@ class PriorityStore {
         items_.pop_back();
         return item;
     }
-    void put_back(T&& item) { push(std::move(item)); }
+    void put_back(T&& item, std::uint64_t) { push(std::move(item)); }
 
   private:
     struct Greater {
@@ -147,6 +165,7 @@ class BasicQueue {
         bool shut = false;  // woken by shutdown(), not admitted
 
         PutAwaiter(BasicQueue* q, T&& i) : queue(q), item(std::move(i)) {}
+        PutAwaiter(BasicQueue* q, const T& i) : queue(q), item(i) {}
         bool await_ready() const noexcept { return queue->shutdown_ || !queue->full(); }
         void await_suspend(std::coroutine_handle<> h) {
             wait_on(queue->putters_, h, "corio::Queue::put()");
@@ -160,12 +179,15 @@ class BasicQueue {
         }
     };
     // Inserts `item`, first waiting for a free slot while the queue is full.
-    PutAwaiter put(T item) { return PutAwaiter(this, std::move(item)); }
+    AwaitOp<PutAwaiter, BasicQueue*, T> put(T item) {
+        return AwaitOp<PutAwaiter, BasicQueue*, T>(this, std::move(item));
+    }
 
     struct GetAwaiter : WaitNode {
         static constexpr bool corio_cancel_aware = true;
         BasicQueue* queue;
         std::optional<T> item;  // handed over by put(); empty when woken by shutdown()
+        std::uint64_t seq = 0;  // the item's put order
 
         explicit GetAwaiter(BasicQueue* q) noexcept : queue(q) {}
         bool await_ready() const noexcept { return queue->shutdown_ || !queue->store_.empty(); }
@@ -176,7 +198,7 @@ class BasicQueue {
             if (!suspended()) return queue->get_nowait();
             if (cancelled_after_wake()) {
                 // Cancelled after an item was handed over: it goes back, not lost.
-                if (item) queue->give_back(std::move(*item));
+                if (item) queue->give_back(std::move(*item), seq);
                 task->throw_cancelled();
             }
             if (!item) throw QueueShutDown();
@@ -184,7 +206,9 @@ class BasicQueue {
         }
     };
     // Removes and returns an item, first waiting while the queue is empty.
-    GetAwaiter get() noexcept { return GetAwaiter(this); }
+    AwaitOp<GetAwaiter, BasicQueue*> get() noexcept {
+        return AwaitOp<GetAwaiter, BasicQueue*>(this);
+    }
 
     // Marks one item taken by get() as processed. ValueError when called more often than items
     // were put.
@@ -193,7 +217,7 @@ class BasicQueue {
         if (--unfinished_ == 0) finished_.set();
     }
     // Waits until every item put has been marked with task_done().
-    Event::WaitAwaiter join() noexcept { return finished_.wait(); }
+    auto join() noexcept { return finished_.wait(); }
 
     // Shuts the queue down (see the header comment). `immediate` also drops the queued items.
     void shutdown(bool immediate = false) {
@@ -218,18 +242,16 @@ class BasicQueue {
     void admit(T&& item) {
         ++unfinished_;
         finished_.clear();
-        place(std::move(item), false);
+        const std::uint64_t seq = ++put_seq_;
+        if (!hand_to_getter(item, seq)) store_.push(std::move(item));
     }
-    void place(T&& item, bool returned) {
-        if (!getters_.empty()) {
-            auto& g = static_cast<GetAwaiter&>(getters_.front());
-            g.item.emplace(std::move(item));
-            g.wake();
-        } else if (returned) {
-            store_.put_back(std::move(item));
-        } else {
-            store_.push(std::move(item));
-        }
+    bool hand_to_getter(T& item, std::uint64_t seq) {
+        if (getters_.empty()) return false;
+        auto& g = static_cast<GetAwaiter&>(getters_.front());
+        g.item.emplace(std::move(item));
+        g.seq = seq;
+        g.wake();
+        return true;
     }
     // A slot was freed: the oldest waiting putter's item goes in.
     void admit_waiting_putter() {
@@ -239,12 +261,12 @@ class BasicQueue {
         p.wake();
     }
     // An item handed to a getter that was cancelled before it could run.
-    void give_back(T&& item) {
+    void give_back(T&& item, std::uint64_t seq) {
         if (immediate_) {
             count_done();  // dropped, as shutdown(true) dropped the rest
             return;
         }
-        place(std::move(item), true);
+        if (!hand_to_getter(item, seq)) store_.put_back(std::move(item), seq);
     }
     void count_done() noexcept {
         if (unfinished_ > 0 && --unfinished_ == 0) finished_.set();
@@ -253,6 +275,7 @@ class BasicQueue {
     Store store_;
     std::size_t maxsize_;
     std::size_t unfinished_ = 0;
+    std::uint64_t put_seq_ = 0;
     bool shutdown_ = false;
     bool immediate_ = false;
     WaitList getters_;

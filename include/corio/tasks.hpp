@@ -307,8 +307,8 @@ struct SleepAwaiter : TimerNode, Waiter {
 
 // Suspends the current task for `delay`; sleep(0s) yields to the loop once.
 template <class Rep, class Period>
-detail::SleepAwaiter sleep(std::chrono::duration<Rep, Period> delay) {
-    return detail::SleepAwaiter(std::chrono::ceil<Duration>(delay));
+detail::AwaitOp<detail::SleepAwaiter, Duration> sleep(std::chrono::duration<Rep, Period> delay) {
+    return detail::AwaitOp<detail::SleepAwaiter, Duration>(std::chrono::ceil<Duration>(delay));
 }
 
 // --- helpers shared by the combinators -----------------------------------------------------

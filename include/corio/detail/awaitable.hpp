@@ -3,6 +3,7 @@
 
 #include <concepts>
 #include <coroutine>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -59,6 +60,22 @@ namespace corio::detail {
 
 template <class A>
 concept NotAwaitable = !Awaitable<A>;
+
+// What corio's awaitable functions (sleep, lock.acquire(), queue.get(), ...) return: the
+// arguments of the awaiter, which `co_await` constructs in place. g++ keeps the temporary that
+// such a function returns in the coroutine frame beside the awaiter, for the whole co_await, so
+// the temporary is kept as small as the arguments rather than a second copy of the awaiter.
+template <class Awaiter, class... Args>
+class [[nodiscard]] AwaitOp {
+  public:
+    explicit AwaitOp(Args... args) : args_(std::move(args)...) {}
+
+    Awaiter operator co_await() && { return std::make_from_tuple<Awaiter>(std::move(args_)); }
+    Awaiter operator co_await() const& { return std::make_from_tuple<Awaiter>(args_); }
+
+  private:
+    std::tuple<Args...> args_;
+};
 
 template <class>
 inline constexpr bool always_false = false;
