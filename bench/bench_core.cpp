@@ -9,6 +9,10 @@
 //   ping_pong             ns_per_op                 one hand-off between two tasks via futures
 //   call_soon             ns_per_op, callbacks_per_s
 //   timers_1m             overhead_s, total_s       N call_later spread over [0, 0.999] s
+//   queue_1m              ns_per_op, items_per_s    N items from a producer to a consumer task
+//                                                   through a Queue of maxsize 100
+//   lock_uncontended      ns_per_op                 acquire + release of a free Lock, N times
+//   event_set_wait        ns_per_op                 set(), wait() (ready), clear(), N times
 //   suspended_task_bytes  bytes_per_task, allocs_per_task
 //   spawn_join_batch      ns_per_op                 (extra) 1000 tasks, then gather them
 //   sleep_zero_yield      ns_per_op                 (extra) two tasks alternating sleep(0s)
@@ -44,12 +48,13 @@ using namespace std::chrono_literals;
 
 // --- counting allocations --------------------------------------------------------------------
 //
-// suspended_task_bytes counts the allocations made while the tasks are created and suspend.
-// corio takes coroutine frames and callback nodes from its pool (src/pool.cpp), which calls
+// suspended_task_bytes counts the allocations made while the tasks are created and suspend;
+// queue_1m, lock_uncontended and event_set_wait count those made during the timed span. corio
+// takes coroutine frames and callback nodes from its pool (src/pool.cpp), which calls
 // malloc directly, and libstdc++'s operator new calls malloc too, so counting malloc (and
 // calloc/realloc) catches every allocation once. This program interposes glibc's malloc with a
 // counting wrapper around __libc_malloc. Sanitizers intercept malloc themselves, so under them
-// nothing is interposed and allocs_per_task is not reported.
+// nothing is interposed and the allocs_per_* counters are not reported.
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define CORIO_BENCH_SANITIZED 1
@@ -72,6 +77,17 @@ std::atomic<std::uint64_t> g_allocations{0};
 inline void count_allocation() noexcept {
     if (g_counting.load(std::memory_order_relaxed))
         g_allocations.fetch_add(1, std::memory_order_relaxed);
+}
+
+void start_counting_allocations() noexcept {
+    g_allocations.store(0);
+    g_counting.store(true);
+}
+
+// The number of allocations since start_counting_allocations().
+std::uint64_t stop_counting_allocations() noexcept {
+    g_counting.store(false);
+    return g_allocations.load();
 }
 
 }  // namespace
@@ -186,6 +202,25 @@ void report_per_op(benchmark::State& state, const Elapsed& e, long ops) {
     state.counters["cpu_ns_per_op"] = e.cpu * 1e9 / static_cast<double>(ops);
 }
 
+// A measurement and the allocations made during it.
+struct Counted {
+    Elapsed elapsed;
+    std::uint64_t allocations = 0;
+};
+
+// Sets `counter` to the allocations per operation, where they are counted.
+void report_allocs(benchmark::State& state, const char* counter, std::uint64_t allocations,
+                   long ops) {
+#ifdef CORIO_BENCH_COUNT_ALLOCS
+    state.counters[counter] = static_cast<double>(allocations) / static_cast<double>(ops);
+#else
+    static_cast<void>(state);
+    static_cast<void>(counter);
+    static_cast<void>(allocations);
+    static_cast<void>(ops);
+#endif
+}
+
 corio::Coro<int> trivial() {
     co_return 1;
 }
@@ -207,7 +242,7 @@ struct MemContext {
     long n = 0;
     long started = 0;
     long finished = 0;
-    corio::Future<> gate;      // what every task awaits (a shared event)
+    corio::Event gate;         // what every task awaits, as the Python peer's asyncio.Event
     corio::Future<> all_done;  // set by the last task to finish
 };
 
@@ -220,28 +255,24 @@ struct MemResult {
 
 corio::Coro<> gate_waiter(MemContext& c) {
     ++c.started;
-    co_await c.gate;
+    co_await c.gate.wait();
     if (++c.finished == c.n) c.all_done.set_result();
 }
 
 corio::Coro<> suspended_tasks_main(MemContext& c, MemResult& r) {
-    corio::EventLoop& loop = corio::get_running_loop();
-    c.gate = loop.create_future();
-    c.all_done = loop.create_future();
+    c.all_done = corio::get_running_loop().create_future();
 #if defined(__GLIBC__)
     malloc_trim(0);
 #endif
     long before = rss_bytes();
-    g_allocations.store(0);
-    g_counting.store(true);
+    start_counting_allocations();
     auto t0 = Clock::now();
     for (long i = 0; i < c.n; ++i) corio::create_task(gate_waiter(c));
     // The tasks start on the next pass and suspend on the gate; two yields leave a margin.
     co_await corio::sleep(0s);
     co_await corio::sleep(0s);
     auto t1 = Clock::now();
-    g_counting.store(false);
-    std::uint64_t allocations = g_allocations.load();
+    std::uint64_t allocations = stop_counting_allocations();
     long after = rss_bytes();
     if (c.started != c.n || c.finished != 0) {
         r.error = "the tasks did not all start and suspend";
@@ -255,7 +286,7 @@ corio::Coro<> suspended_tasks_main(MemContext& c, MemResult& r) {
     static_cast<void>(allocations);
 #endif
     r.seconds = seconds_between(t0, t1);
-    c.gate.set_result();
+    c.gate.set();
     co_await c.all_done;
 }
 
@@ -453,6 +484,101 @@ void BM_timers_1m(benchmark::State& state) {
     state.SetLabel("N=" + std::to_string(n));
 }
 BENCHMARK(BM_timers_1m)->Name("timers_1m")->Apply(one_shot);
+
+// --- queue_1m ---------------------------------------------------------------------------------
+//
+// A producer task puts 0 .. N-1 into a Queue of maxsize 100, a consumer task gets them and sums
+// them. Measured: from before creating the two tasks until both are done; ns_per_op is per item.
+
+corio::Coro<> queue_producer(corio::Queue<long>& q, long n) {
+    for (long i = 0; i < n; ++i) co_await q.put(i);
+}
+
+corio::Coro<long> queue_consumer(corio::Queue<long>& q, long n) {
+    long sum = 0;
+    for (long i = 0; i < n; ++i) sum += co_await q.get();
+    co_return sum;
+}
+
+corio::Coro<Counted> queue_main(long n) {
+    corio::Queue<long> q(100);
+    start_counting_allocations();
+    Stamp t0 = Stamp::now();
+    auto producer = corio::create_task(queue_producer(q, n));
+    auto consumer = corio::create_task(queue_consumer(q, n));
+    co_await corio::gather(producer, consumer);
+    Stamp t1 = Stamp::now();
+    Counted r;
+    r.allocations = stop_counting_allocations();
+    r.elapsed = elapsed(t0, t1);
+    if (consumer.result() != n * (n - 1) / 2) {
+        throw corio::RuntimeError("queue_1m: wrong sum of the items");
+    }
+    co_return r;
+}
+
+void BM_queue_1m(benchmark::State& state) {
+    const long n = pick_n(1'000'000, 100'000);
+    for (auto _ : state) {
+        Counted r;
+        if (!guarded(state, [&] { r = corio::run(queue_main(n)); })) break;
+        report_per_op(state, r.elapsed, n);
+        state.counters["items_per_s"] = static_cast<double>(n) / r.elapsed.wall;
+        report_allocs(state, "allocs_per_item", r.allocations, n);
+    }
+    state.SetLabel("N=" + std::to_string(n) + ", maxsize 100");
+}
+BENCHMARK(BM_queue_1m)->Name("queue_1m")->Apply(one_shot);
+
+// --- lock_uncontended, event_set_wait ---------------------------------------------------------
+//
+// One task, N times: take and give back a Lock nobody else wants (`async with lock: pass`), or
+// set an Event, wait for it (already set: no suspension) and clear it. Neither should allocate.
+
+corio::Coro<Counted> lock_uncontended_main(long n) {
+    corio::Lock lock;
+    start_counting_allocations();
+    Stamp t0 = Stamp::now();
+    for (long i = 0; i < n; ++i) {
+        auto held = co_await lock.guard();
+    }
+    Stamp t1 = Stamp::now();
+    Counted r;
+    r.allocations = stop_counting_allocations();
+    r.elapsed = elapsed(t0, t1);
+    if (lock.locked()) throw corio::RuntimeError("lock_uncontended: the lock is still held");
+    co_return r;
+}
+
+corio::Coro<Counted> event_set_wait_main(long n) {
+    corio::Event ev;
+    start_counting_allocations();
+    Stamp t0 = Stamp::now();
+    for (long i = 0; i < n; ++i) {
+        ev.set();
+        co_await ev.wait();
+        ev.clear();
+    }
+    Stamp t1 = Stamp::now();
+    Counted r;
+    r.allocations = stop_counting_allocations();
+    r.elapsed = elapsed(t0, t1);
+    co_return r;
+}
+
+template <corio::Coro<Counted> (*Main)(long)>
+void BM_one_task_ops(benchmark::State& state) {
+    const long n = pick_n(1'000'000, 100'000);
+    for (auto _ : state) {
+        Counted r;
+        if (!guarded(state, [&] { r = corio::run(Main(n)); })) break;
+        report_per_op(state, r.elapsed, n);
+        report_allocs(state, "allocs_per_op", r.allocations, n);
+    }
+    state.SetLabel("N=" + std::to_string(n));
+}
+BENCHMARK(BM_one_task_ops<lock_uncontended_main>)->Name("lock_uncontended")->Apply(one_shot);
+BENCHMARK(BM_one_task_ops<event_set_wait_main>)->Name("event_set_wait")->Apply(one_shot);
 
 // --- extras, not read by run_micro.py ---------------------------------------------------------
 

@@ -28,6 +28,10 @@ BENCHES = [
     ("call_soon_rate", "callbacks/s", "call_soon", "callbacks_per_s", True),
     ("timers_1m", "s", "timers_1m", "overhead_s", False),
     ("timers_1m_total", "s", "timers_1m", "total_s", False),
+    ("queue_1m", "ns/item", "queue_1m", "ns_per_op", False),
+    ("queue_1m_rate", "items/s", "queue_1m", "items_per_s", True),
+    ("lock_uncontended", "ns/op", "lock_uncontended", "ns_per_op", False),
+    ("event_set_wait", "ns/op", "event_set_wait", "ns_per_op", False),
     ("suspended_task_bytes", "bytes/task", "suspended_task_bytes", "bytes_per_task", False),
 ]
 UNITS = {bench: unit for bench, unit, *_ in BENCHES}
@@ -138,7 +142,7 @@ def report(args, samples, uvloop_version):
         lines.append(f"| {bench} | {unit} | {cell(c)} | {cell(a)} | {ucell} "
                      f"| {ratio(c, a, higher)} | {uratio} |")
     lines += ["", "Ratios compare medians and are oriented so that > 1 means corio is better: "
-              "peer/corio for times and bytes, corio/peer for rates (callbacks/s)."]
+              "peer/corio for times and bytes, corio/peer for rates (callbacks/s, items/s)."]
     return "\n".join(lines) + "\n"
 
 

@@ -83,6 +83,50 @@ async def timers_1m(n):
     return [("timers_1m", total - 0.999, "s"), ("timers_1m_total", total, "s")]
 
 
+async def queue_1m(n):
+    queue = asyncio.Queue(maxsize=100)
+
+    async def producer():
+        for i in range(n):
+            await queue.put(i)
+
+    async def consumer():
+        total = 0
+        for _ in range(n):
+            total += await queue.get()
+        return total
+
+    t0 = time.perf_counter_ns()
+    tasks = [asyncio.create_task(producer()), asyncio.create_task(consumer())]
+    _, total = await asyncio.gather(*tasks)
+    secs = (time.perf_counter_ns() - t0) / 1e9
+    if total != n * (n - 1) // 2:
+        raise RuntimeError(f"queue_1m: wrong sum of the items: {total}")
+    return [("queue_1m", secs * 1e9 / n, "ns/item"), ("queue_1m_rate", n / secs, "items/s")]
+
+
+async def lock_uncontended(n):
+    lock = asyncio.Lock()
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        async with lock:
+            pass
+    ns = (time.perf_counter_ns() - t0) / n
+    if lock.locked():
+        raise RuntimeError("lock_uncontended: the lock is still held")
+    return [("lock_uncontended", ns, "ns/op")]
+
+
+async def event_set_wait(n):
+    event = asyncio.Event()
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        event.set()
+        await event.wait()
+        event.clear()
+    return [("event_set_wait", (time.perf_counter_ns() - t0) / n, "ns/op")]
+
+
 def rss_bytes():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -113,6 +157,9 @@ BENCHES = [
     (ping_pong, 200_000, 20_000),
     (call_soon, 1_000_000, 100_000),
     (timers_1m, 1_000_000, 100_000),
+    (queue_1m, 1_000_000, 100_000),
+    (lock_uncontended, 1_000_000, 100_000),
+    (event_set_wait, 1_000_000, 100_000),
 ]
 
 
