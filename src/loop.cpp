@@ -39,7 +39,7 @@ void callback_step(Runnable* r) {
 void callback_timer_fire(TimerNode* t) {
     auto* node = static_cast<TimedCallback*>(t);
     // The heap's reference passes to the ready queue.
-    LoopAccess::schedule(*node->loop, node);
+    LoopAccess::schedule(*node->loop, node, RunKind::Callback);
 }
 
 bool env_flag(const char* name) {
@@ -49,9 +49,7 @@ bool env_flag(const char* name) {
 
 }  // namespace
 
-CallbackNode::CallbackNode() noexcept {
-    run = &callback_step;
-}
+CallbackNode::CallbackNode() noexcept = default;
 
 TimedCallback::TimedCallback() noexcept {
     timed = true;
@@ -81,7 +79,7 @@ struct EventLoop::Watch : detail::Runnable, detail::IoOp {
         auto* w = static_cast<Watch*>(op);
         if (!w->queued) {
             w->queued = true;
-            detail::LoopAccess::schedule(*w->loop, w);
+            detail::LoopAccess::schedule(*w->loop, w, detail::RunKind::Watch);
         }
     }
     static void step(detail::Runnable* r) {
@@ -243,7 +241,7 @@ void EventLoop::drain_threadsafe() {
         std::lock_guard lock(ts_mutex_);
         batch.swap(ts_queue_);
     }
-    for (detail::CallbackNode* node : batch) ready_.push(node);
+    for (detail::CallbackNode* node : batch) ready_.push(node, detail::RunKind::Callback);
 }
 
 void detail::LoopAccess::notify_sigint(EventLoop& loop) noexcept {
@@ -265,7 +263,6 @@ void EventLoop::add_watch(int fd, bool read, detail::CallbackNode* node) {
         return;
     }
     auto w = std::make_unique<Watch>();
-    w->run = &Watch::step;
     w->loop = this;
     w->callback = node;
     w->kind = read ? detail::IoOp::Kind::Readable : detail::IoOp::Kind::Writable;
@@ -349,20 +346,34 @@ void EventLoop::run_once() {
     for (std::size_t n = ready_.size(); n > 0; --n) run_ready(ready_.pop());
 }
 
-void EventLoop::run_ready(detail::Runnable* r) {
+void EventLoop::step(detail::ReadyQueue::Entry e) {
+    switch (e.kind) {
+        case detail::RunKind::Task:
+            detail::task_step(e.runnable);
+            break;
+        case detail::RunKind::Callback:
+            detail::callback_step(e.runnable);
+            break;
+        case detail::RunKind::Watch:
+            Watch::step(e.runnable);
+            break;
+    }
+}
+
+void EventLoop::run_ready(detail::ReadyQueue::Entry e) {
     if (!debug_) {
-        r->run(r);
+        step(e);
         return;
     }
     std::string what = "callback";
-    if (r->run == &detail::task_step) {
-        auto* t = static_cast<detail::TaskCore*>(r);
+    if (e.kind == detail::RunKind::Task) {
+        auto* t = static_cast<detail::TaskCore*>(e.runnable);
         SourceLocation c = t->coroutine();
         what = "task " + t->name() + " (" + c.function + " at " + c.file + ":" +
                std::to_string(c.line) + ")";
     }
     TimePoint start = time();
-    r->run(r);
+    step(e);
     Duration took = time() - start;
     if (took >= slow_callback_duration) {
         std::fprintf(stderr, "corio: executing %s took %.3f seconds\n", what.c_str(),
@@ -381,15 +392,18 @@ void EventLoop::close() {
         ts_closed_ = true;
     }
     // Nothing may be scheduled once we start freeing; tasks are handled below.
-    while (detail::Runnable* r = ready_.pop()) {
-        if (r->run == &detail::callback_step) {
-            auto* node = static_cast<detail::CallbackNode*>(r);
+    while (!ready_.empty()) {
+        detail::ReadyQueue::Entry e = ready_.pop();
+        if (e.kind == detail::RunKind::Callback) {
+            auto* node = static_cast<detail::CallbackNode*>(e.runnable);
             node->drop_callable();
             node->release();
-        } else if (r->run == &Watch::step) {
-            auto* w = static_cast<Watch*>(r);
+        } else if (e.kind == detail::RunKind::Watch) {
+            auto* w = static_cast<Watch*>(e.runnable);
             w->queued = false;
             if (w->removed) delete w;
+        } else {
+            static_cast<detail::TaskCore*>(e.runnable)->queued = false;
         }
     }
     // Pending tasks: withdraw what they wait on (their frames' destructors do that, while the
@@ -437,13 +451,13 @@ void EventLoop::abandon_on_close(detail::FutureCore& c) noexcept {
     // Its waiters are pending tasks that are being freed too: nobody is to be woken.
     c.waiters.clear();
     c.state = detail::FutureState::Cancelled;
-    c.exception = std::make_exception_ptr(CancelledError("the event loop was closed"));
+    c.set_error(std::make_exception_ptr(CancelledError("the event loop was closed")));
     c.exception_retrieved = true;
     if (c.kind != detail::FutureCore::Kind::Task) return;
     auto& t = static_cast<detail::TaskCore&>(c);
     call_exception_handler(
         ExceptionContext{"Task was destroyed but it is pending", nullptr, t.name(), t.coroutine()});
-    t.waiter = nullptr;
+    if (!t.queued) t.set_waiter(nullptr);
     t.release();  // the loop's reference
 }
 

@@ -1,3 +1,4 @@
+#include <cstdint>
 #include <string>
 #include <utility>
 
@@ -49,6 +50,19 @@ const std::string& FutureCore::cancel_message() const noexcept {
     return extra != nullptr ? extra->cancel_message : kEmpty;
 }
 
+const std::exception_ptr& FutureCore::error() const noexcept {
+    static const std::exception_ptr none;
+    return extra != nullptr ? extra->exception : none;
+}
+
+void FutureCore::set_error(std::exception_ptr e) {
+    if (e) {
+        ensure_extra().exception = std::move(e);
+    } else if (extra != nullptr) {
+        extra->exception = nullptr;
+    }
+}
+
 std::exception_ptr FutureCore::make_cancelled_error() const {
     return std::make_exception_ptr(CancelledError(cancel_message()));
 }
@@ -63,13 +77,13 @@ bool FutureCore::cancel(const std::string& message) {
 
 void FutureCore::set_finished(std::exception_ptr e) {
     state = FutureState::Finished;
-    exception = std::move(e);
+    set_error(std::move(e));
     complete();
 }
 
 void FutureCore::set_cancelled(std::exception_ptr cancelled_error) {
     state = FutureState::Cancelled;
-    exception = std::move(cancelled_error);
+    set_error(std::move(cancelled_error));
     complete();
 }
 
@@ -96,13 +110,13 @@ void FutureCore::schedule_done_callback(std::function<void(FutureCore&)> fn) {
 
 std::exception_ptr FutureCore::take_exception() noexcept {
     exception_retrieved = true;
-    return exception;
+    return error();
 }
 
 void FutureCore::check_result() {
     if (!done()) throw InvalidStateError("Result is not set.");
     exception_retrieved = true;
-    if (exception) std::rethrow_exception(exception);
+    if (const std::exception_ptr& e = error()) std::rethrow_exception(e);
 }
 
 std::uint64_t FutureCore::add_done_callback(std::function<void(FutureCore&)> fn) {
@@ -126,9 +140,9 @@ std::size_t FutureCore::remove_done_callback(std::uint64_t id) noexcept {
 }
 
 void FutureCore::report_unretrieved() noexcept {
-    if (state != FutureState::Finished || !exception || exception_retrieved) return;
+    if (state != FutureState::Finished || !error() || exception_retrieved) return;
     ExceptionContext ctx;
-    ctx.exception = exception;
+    ctx.exception = error();
     if (kind == Kind::Task) {
         auto& t = static_cast<TaskCore&>(*this);
         ctx.message = "Task exception was never retrieved";
@@ -149,9 +163,9 @@ void FutureCore::report_unretrieved() noexcept {
 
 bool TaskCore::request_cancel(const std::string& message) {
     if (done()) return false;
-    ++cancel_requests;
+    if (cancel_requests < UINT16_MAX) ++cancel_requests;
     if (!message.empty()) ensure_extra().cancel_message = message;
-    if (waiter != nullptr && waiter->cancel(waiter, *this)) return true;
+    if (Waiter* w = waiter(); w != nullptr && w->cancel(w, *this)) return true;
     must_cancel = true;
     return true;
 }
@@ -171,18 +185,19 @@ SourceLocation TaskCore::coroutine() const noexcept {
 }
 
 void PromiseBase::finish_task() noexcept {
-    if (must_cancel && !exception) {
+    if (must_cancel && !error()) {
         // Cancelled after its last suspension, and returned without seeing it: the task ends
         // cancelled all the same, as in asyncio, since cancel() promised it would.
         must_cancel = false;
         set_cancelled(make_cancelled_error());
         return;
     }
-    record_outcome(*this, exception);
+    record_outcome(*this, error());
 }
 
 void task_step(Runnable* r) {
     auto* t = static_cast<TaskCore*>(r);
+    t->queued = false;
     if (!t->started) {
         t->started = true;
         if (t->must_cancel) {
@@ -294,7 +309,7 @@ MultiWait::~MultiWait() {
 }
 
 bool MultiWait::failed(std::size_t index) const noexcept {
-    return static_cast<bool>(targets_[index]->exception);
+    return static_cast<bool>(targets_[index]->error());
 }
 
 void MultiWait::on_done(std::size_t index) {

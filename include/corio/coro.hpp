@@ -54,10 +54,10 @@ TaskCore* task_of(std::coroutine_handle<P>) noexcept {
 }
 
 // Every Coro promise can become the root of a task (it derives from TaskCore); a nested Coro
-// just leaves those fields unused.
+// leaves those fields unused but one: `resume_point` is the coroutine that awaits it (its
+// continuation), which a root has no use for. The await chain of a task is thus linked from the
+// innermost coroutine (the root's resume_point) outwards, one continuation after the other.
 struct PromiseBase : TaskCore {
-    std::coroutine_handle<> continuation;  // the awaiting coroutine, when awaited
-    PromiseBase* awaiting = nullptr;       // the Coro this one awaits now (the await chain)
     // The coroutine's definition, and the line of its latest co_await. Kept as plain fields
     // (not a SourceLocation member) so that the two lines share one word.
     const char* def_file;
@@ -73,7 +73,12 @@ struct PromiseBase : TaskCore {
     static void operator delete(void* p, std::size_t size) noexcept { pool_deallocate(p, size); }
 
     std::suspend_always initial_suspend() noexcept { return {}; }
-    void unhandled_exception() noexcept { exception = std::current_exception(); }
+    void unhandled_exception() noexcept { set_error(std::current_exception()); }
+
+    bool is_root() const noexcept { return kind == Kind::Task; }
+    // Awaited as a Coro (or, for a root, given to a task): it must not start a second time.
+    bool claimed() const noexcept { return static_cast<bool>(resume_point); }
+    std::coroutine_handle<> continuation() const noexcept { return resume_point; }
 
     // Wraps an awaitable corio does not know: it resumes through the task, and a cancellation
     // requested meanwhile is raised when it does.
@@ -120,10 +125,10 @@ struct PromiseBase : TaskCore {
         template <class P>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
             PromiseBase& p = h.promise();
-            if (p.continuation) {
+            if (!p.is_root()) {
                 TaskCore* task = t_state.current_task;
-                if (task == nullptr) return p.continuation;
-                task->transfer_to(p.continuation);
+                if (task == nullptr) return p.continuation();
+                task->transfer_to(p.continuation());
                 return std::noop_coroutine();
             }
             p.finish_task();  // task_step drops the loop's reference afterwards
@@ -149,7 +154,7 @@ struct Promise : PromiseBase {
         result.emplace(std::forward<U>(v));
     }
     T take_result() {
-        if (exception) std::rethrow_exception(exception);
+        if (const std::exception_ptr& e = error()) std::rethrow_exception(e);
         return std::move(*result);
     }
 };
@@ -160,7 +165,7 @@ struct Promise<void> : PromiseBase {
     Coro<void> get_return_object() noexcept;
     void return_void() noexcept {}
     void take_result() {
-        if (exception) std::rethrow_exception(exception);
+        if (const std::exception_ptr& e = error()) std::rethrow_exception(e);
     }
 };
 
@@ -194,30 +199,21 @@ class [[nodiscard]] Coro {
     struct Awaiter {
         static constexpr bool corio_cancel_aware = true;
         handle_type h;
-        detail::PromiseBase* parent = nullptr;
 
         bool await_ready() const noexcept { return false; }
         template <class P>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<P> caller) noexcept {
-            auto& child = h.promise();
-            child.continuation = caller;
-            if constexpr (std::is_base_of_v<detail::PromiseBase, P>) {
-                parent = &caller.promise();
-                parent->awaiting = &child;
-            }
+            h.promise().resume_point = caller;  // its continuation
             detail::TaskCore* task = detail::t_state.current_task;
             if (task == nullptr) return h;  // outside any task: plain symmetric transfer
             task->transfer_to(h);
             return std::noop_coroutine();
         }
-        T await_resume() {
-            if (parent != nullptr) parent->awaiting = nullptr;
-            return h.promise().take_result();
-        }
+        T await_resume() { return h.promise().take_result(); }
     };
 
-    Awaiter operator co_await() && { return Awaiter{checked_handle(), nullptr}; }
-    Awaiter operator co_await() & { return Awaiter{checked_handle(), nullptr}; }
+    Awaiter operator co_await() && { return Awaiter{checked_handle()}; }
+    Awaiter operator co_await() & { return Awaiter{checked_handle()}; }
 
     // Gives up ownership of the frame (used by create_task).
     handle_type release() noexcept { return std::exchange(h_, {}); }
@@ -225,7 +221,7 @@ class [[nodiscard]] Coro {
   private:
     handle_type checked_handle() const {
         if (!h_) throw RuntimeError("co_await on an empty or moved-from corio::Coro");
-        if (h_.promise().continuation || h_.done())
+        if (h_.promise().claimed() || h_.done())
             throw RuntimeError("corio::Coro awaited twice: a coroutine runs once");
         return h_;
     }

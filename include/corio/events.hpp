@@ -166,7 +166,7 @@ class EventLoop {
         check_open();
         auto* node = make_node(std::forward<F>(f), std::forward<Args>(args)...);
         node->add_ref();  // the queue's reference
-        ready_.push(node);
+        ready_.push(node, detail::RunKind::Callback);
         return Handle(node);
     }
     // Runs f(args...) once `delay` has passed (on the loop's clock).
@@ -287,7 +287,8 @@ class EventLoop {
     void add_watch(int fd, bool read, detail::CallbackNode* node);
     bool remove_watch(int fd, bool read);
     void run_once();
-    void run_ready(detail::Runnable* r);
+    void run_ready(detail::ReadyQueue::Entry e);
+    void step(detail::ReadyQueue::Entry e);
     void fire_due_timers();
     void drain_threadsafe();
     int poll_timeout_ms();
@@ -340,7 +341,9 @@ namespace detail {
 
 // The loop's internals that corio's own awaiters use; not for users.
 struct LoopAccess {
-    static void schedule(EventLoop& loop, Runnable* r) noexcept { loop.ready_.push(r); }
+    static void schedule(EventLoop& loop, Runnable* r, RunKind kind) noexcept {
+        loop.ready_.push(r, kind);
+    }
     static void arm(EventLoop& loop, TimerNode& t) { loop.arm_timer(t); }
     static void disarm(EventLoop& loop, TimerNode& t) noexcept { loop.disarm_timer(t); }
     static bool submit(EventLoop& loop, IoOp& op);
@@ -369,8 +372,9 @@ struct LoopAccess {
 };
 
 inline void TaskCore::wake() noexcept {
-    waiter = nullptr;
-    LoopAccess::schedule(*loop, this);
+    set_waiter(nullptr);
+    queued = true;
+    LoopAccess::schedule(*loop, this, RunKind::Task);
 }
 
 EventLoop& running_loop_or_throw();

@@ -196,10 +196,9 @@ Task<run_result_t<A>> EventLoop::create_task(A&& aw, std::string name) {
     auto h = coro.release();
     if (!h) throw RuntimeError("create_task() of an empty corio::Coro");
     detail::PromiseBase& p = h.promise();
-    if (p.continuation) throw RuntimeError("create_task() of a Coro that is already running");
+    if (p.claimed()) throw RuntimeError("create_task() of a Coro that is already running");
     p.kind = detail::FutureCore::Kind::Task;
     p.resume_point = h;
-    p.run = &detail::task_step;
     p.id = detail::LoopAccess::next_task_id(*this);
     // FutureCore::dispose() finds the frame from the PromiseBase; that needs the promise at
     // the same offset, which equal alignment guarantees.
@@ -207,7 +206,8 @@ Task<run_result_t<A>> EventLoop::create_task(A&& aw, std::string name) {
     p.refs = 1;  // the loop's, until the task is done
     if (!name.empty()) p.ensure_extra().name = std::move(name);
     detail::LoopAccess::register_core(*this, p);
-    detail::LoopAccess::schedule(*this, &p);
+    p.queued = true;
+    detail::LoopAccess::schedule(*this, &p, detail::RunKind::Task);
     return Task<T>(&p);
 }
 

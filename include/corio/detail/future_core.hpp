@@ -6,6 +6,7 @@
 // operation) when the task is cancelled: that is how cancellation loses nothing.
 #pragma once
 
+#include <cassert>
 #include <coroutine>
 #include <cstdint>
 #include <exception>
@@ -101,9 +102,11 @@ struct Waiter {
     bool (*cancel)(Waiter*, TaskCore&) = nullptr;
 };
 
-// The rarely used parts of a future, allocated on first use.
+// The rarely used parts of a future, allocated on first use: most futures and tasks succeed
+// without a name, a done callback or a cancellation message.
 struct FutureExtra {
     ~FutureExtra();
+    std::exception_ptr exception;  // the failure; also the exception slot of a nested coroutine
     std::string name;
     std::string cancel_message;
     std::vector<std::pair<std::uint64_t, std::function<void(FutureCore&)>>> callbacks;
@@ -111,18 +114,23 @@ struct FutureExtra {
     std::coroutine_handle<> relay;  // see TaskCore::relay()
 };
 
+// Every byte here is in every task's frame (a task's state is its root coroutine's promise), so
+// the fields are packed: the flags share one byte, and what only tasks use fills the rest of the
+// first 16 bytes.
 struct FutureCore {
     enum class Kind : std::uint8_t { Future, Task };
 
-    FutureState state = FutureState::Pending;
-    Kind kind = Kind::Future;
-    bool exception_retrieved = false;
-    bool must_cancel = false;  // task only: throw CancelledError at the next resumption
-    bool started = false;      // task only: its first step has run
-    bool transfer = false;     // task only: a Coro call or return set resume_point
+    FutureState state : 2 = FutureState::Pending;
+    Kind kind : 1 = Kind::Future;
+    bool exception_retrieved : 1 = false;
+    bool must_cancel : 1 = false;       // task only: throw CancelledError at the next resumption
+    bool started : 1 = false;           // task only: its first step has run
+    bool transfer : 1 = false;          // task only: a Coro call or return set resume_point
+    bool queued : 1 = false;            // task only: in the ready queue (TaskCore::waiter())
+    std::uint16_t cancel_requests = 0;  // task only: requests not withdrawn (saturates)
     std::uint32_t refs = 0;
     std::uint32_t registry_index = 0;  // position in the loop's registry of live futures
-    std::exception_ptr exception;      // also the exception slot of a nested coroutine
+    std::uint32_t id = 0;              // task only: the N of its default name "Task-N"
     WaiterList waiters;
     FutureExtra* extra = nullptr;
     EventLoop* loop = nullptr;
@@ -142,6 +150,10 @@ struct FutureCore {
 
     FutureExtra& ensure_extra();
     const std::string& cancel_message() const noexcept;
+
+    // The failure (or CancelledError) it completed with; null when it succeeded or is pending.
+    const std::exception_ptr& error() const noexcept;
+    void set_error(std::exception_ptr e);
 
     // Cancels a future, or requests cancellation of a task. False if already done.
     bool cancel(const std::string& message);
@@ -178,16 +190,27 @@ struct FutureBoxBase : FutureCore, Pooled {
 
 // A task's state. It lives at the front of the root coroutine's promise (every Coro promise
 // derives from it), so spawning a task costs the coroutine frame and nothing else.
+//
+// Every Coro promise derives from TaskCore, also those that are never a task's root: they use
+// `resume_point` for the coroutine that awaits them (see PromiseBase).
 struct TaskCore : FutureCore, Runnable {
-    std::coroutine_handle<> resume_point;  // the innermost coroutine to resume
-    Waiter* waiter = nullptr;              // what the task is suspended on, if anything
-    std::uint32_t id = 0;
-    std::uint32_t cancel_requests = 0;
+    std::coroutine_handle<> resume_point;  // root: the innermost coroutine to resume
+
+    // What the task is suspended on, if anything. A task waits on something or sits in the
+    // ready queue, never both, so the waiter shares its word with the queue's link
+    // (Runnable::next_ready); `queued` says which of the two the word holds.
+    Waiter* waiter() const noexcept {
+        return queued ? nullptr : reinterpret_cast<Waiter*>(next_ready);
+    }
+    void set_waiter(Waiter* w) noexcept {
+        assert(!queued);
+        next_ready = reinterpret_cast<std::uintptr_t>(w);
+    }
 
     // Called by an awaiter about to suspend the task.
     void suspend(std::coroutine_handle<> h, Waiter* w) {
         resume_point = h;
-        waiter = w;
+        set_waiter(w);
         // Cancelled while it ran (e.g. by itself): the wait it starts now is cancelled at
         // once, as asyncio does at the end of a step, rather than after the wait is over.
         if (must_cancel && w != nullptr && w->cancel(w, *this)) must_cancel = false;

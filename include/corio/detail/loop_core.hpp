@@ -22,41 +22,51 @@ using Duration = Clock::duration;
 
 namespace detail {
 
-// An entry of the ready queue: something to run on the next pass.
+// An entry of the ready queue: something to run on the next pass. What it is (and so how to
+// run it) travels in the low bits of the link that points at it, which keeps a function pointer
+// out of every task's frame.
 struct Runnable {
-    Runnable* next_ready = nullptr;
-    void (*run)(Runnable*) = nullptr;
+    std::uintptr_t next_ready = 0;  // the next entry, tagged with its kind
 };
+
+enum class RunKind : std::uintptr_t { Task = 0, Callback = 1, Watch = 2 };
 
 // FIFO of Runnables, singly linked through the entries themselves.
 class ReadyQueue {
   public:
-    bool empty() const noexcept { return head_ == nullptr; }
-    void push(Runnable* r) noexcept {
-        assert(r != tail_ && r->next_ready == nullptr && "scheduled twice");
-        r->next_ready = nullptr;
+    struct Entry {
+        Runnable* runnable;
+        RunKind kind;
+    };
+
+    bool empty() const noexcept { return head_ == 0; }
+    void push(Runnable* r, RunKind kind) noexcept {
+        assert(r != tail_ && r->next_ready == 0 && "scheduled twice");
+        static_assert(alignof(Runnable) >= 4, "the tag needs two free bits");
+        const auto link = reinterpret_cast<std::uintptr_t>(r) | static_cast<std::uintptr_t>(kind);
         if (tail_ != nullptr) {
-            tail_->next_ready = r;
+            tail_->next_ready = link;
         } else {
-            head_ = r;
+            head_ = link;
         }
         tail_ = r;
         ++size_;
     }
-    Runnable* pop() noexcept {
-        Runnable* r = head_;
-        if (r != nullptr) {
-            head_ = r->next_ready;
-            if (head_ == nullptr) tail_ = nullptr;
-            r->next_ready = nullptr;
-            --size_;
-        }
-        return r;
+    Entry pop() noexcept {
+        if (head_ == 0) return {nullptr, RunKind::Task};
+        Entry e{reinterpret_cast<Runnable*>(head_ & ~kTagMask),
+                static_cast<RunKind>(head_ & kTagMask)};
+        head_ = e.runnable->next_ready;
+        if (head_ == 0) tail_ = nullptr;
+        e.runnable->next_ready = 0;
+        --size_;
+        return e;
     }
     std::size_t size() const noexcept { return size_; }
 
   private:
-    Runnable* head_ = nullptr;
+    static constexpr std::uintptr_t kTagMask = 3;
+    std::uintptr_t head_ = 0;
     Runnable* tail_ = nullptr;
     std::size_t size_ = 0;
 };

@@ -13,7 +13,6 @@
 #pragma once
 
 #include <coroutine>
-#include <cstdint>
 
 #include "corio/detail/future_core.hpp"
 #include "corio/detail/intrusive.hpp"
@@ -22,11 +21,14 @@
 
 namespace corio::detail {
 
+// The node's state needs no field of its own (it is in every waiting task's frame):
+//   not yet suspended   task == nullptr
+//   waiting             linked into the primitive's list
+//   woken               unlinked, `cancel` still set
+//   cancelled           unlinked, `cancel` cleared (a woken task can no longer be cancelled
+//                       through its node: waking clears TaskCore::waiter)
 struct WaitNode : ListHook, Waiter {
-    enum class State : std::uint8_t { Idle, Waiting, Woken, Cancelled };
-
     TaskCore* task = nullptr;
-    State state = State::Idle;
 
     WaitNode() noexcept = default;
     // Awaiters are copied only before they are awaited (e.g. returned from a function); a copy
@@ -43,7 +45,6 @@ struct WaitNode : ListHook, Waiter {
         TaskCore* t = t_state.current_task;
         if (t == nullptr) throw_outside_task(what);
         task = t;
-        state = State::Waiting;
         if (cancel == nullptr) cancel = &cancel_waiting;
         list.push_back(*this);
         t->suspend(h, this);
@@ -52,7 +53,6 @@ struct WaitNode : ListHook, Waiter {
     // Takes the node out of its list and schedules its task: it was given what it waited for.
     void wake() noexcept {
         unlink();
-        state = State::Woken;
         task->wake();
     }
 
@@ -60,7 +60,7 @@ struct WaitNode : ListHook, Waiter {
     // woken, and the result says whether a cancellation arrived after that (the caller then
     // deals with what it was handed, and raises with task->throw_cancelled() or not).
     bool cancelled_after_wake() const {
-        if (state == State::Cancelled) task->throw_cancelled();
+        if (cancel == nullptr) task->throw_cancelled();
         return task->must_cancel;
     }
 
@@ -68,7 +68,7 @@ struct WaitNode : ListHook, Waiter {
     static bool cancel_waiting(Waiter* w, TaskCore& t) noexcept {
         auto* self = static_cast<WaitNode*>(w);
         self->unlink();
-        self->state = State::Cancelled;
+        self->cancel = nullptr;
         t.wake();
         return true;
     }
