@@ -84,7 +84,7 @@ struct GuardAcquire : Permits::Acquire {
     Primitive* owner;
 
     GuardAcquire(Permits* p, Primitive* o) noexcept : Acquire(p), owner(o) {}
-    typename Primitive::Guard await_resume() {
+    [[nodiscard]] typename Primitive::Guard await_resume() {
         Acquire::await_resume();
         return typename Primitive::Guard(*owner);
     }
@@ -96,7 +96,9 @@ using GuardOp = AwaitOp<GuardAcquire<Primitive>, Permits*, Primitive*>;
 }  // namespace detail
 
 // Releases what a guard() acquired when it goes out of scope: the RAII form of `async with`.
-// Movable, not copyable; release() gives it back early.
+// Movable, not copyable; release() gives it back early. Keep it in a variable:
+// `co_await lock.guard();` as a statement releases at the end of that statement (clang warns
+// about the discarded guard; g++ 12 does not).
 template <class Primitive>
 class [[nodiscard]] Guard {
   public:
