@@ -28,8 +28,8 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -46,6 +46,72 @@ namespace detail {
 // handed to a getter cancelled before it could run, so that the queue is as if the item had never
 // been taken. Such an item was handed over while the queue was empty, so it is older than every
 // item put into the store since; `seq` (its put order) ranks it among the other items given back.
+// A ring buffer that grows by doubling and never shrinks, so that a queue in steady use stops
+// allocating (std::deque allocates and frees a block for every few hundred bytes that pass).
+template <class T>
+class Ring {
+  public:
+    Ring() noexcept = default;
+    Ring(Ring&& o) noexcept
+        : buf_(std::exchange(o.buf_, nullptr)),
+          cap_(std::exchange(o.cap_, 0)),
+          head_(std::exchange(o.head_, 0)),
+          size_(std::exchange(o.size_, 0)) {}
+    Ring(const Ring&) = delete;
+    Ring& operator=(const Ring&) = delete;
+    Ring& operator=(Ring&&) = delete;
+    ~Ring() {
+        for (std::size_t i = 0; i < size_; ++i) std::destroy_at(slot(i));
+        if (buf_ != nullptr) std::allocator<T>().deallocate(buf_, cap_);
+    }
+
+    std::size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return size_ == 0; }
+    void push_back(T&& item) {
+        if (size_ == cap_) grow();
+        std::construct_at(slot(size_), std::move(item));
+        ++size_;
+    }
+    T pop_front() {
+        T* front = slot(0);
+        T item = std::move(*front);
+        std::destroy_at(front);
+        head_ = (head_ + 1) & (cap_ - 1);
+        --size_;
+        return item;
+    }
+    // Inserts at position `at` (0 is the front), moving the items from there on back by one.
+    void insert(std::size_t at, T&& item) {
+        push_back(std::move(item));
+        for (std::size_t i = size_ - 1; i > at; --i) std::swap(*slot(i), *slot(i - 1));
+    }
+
+  private:
+    T* slot(std::size_t i) noexcept { return buf_ + ((head_ + i) & (cap_ - 1)); }
+    void grow() {
+        const std::size_t cap = cap_ == 0 ? 16 : cap_ * 2;
+        T* buf = std::allocator<T>().allocate(cap);
+        std::size_t moved = 0;
+        try {
+            for (; moved < size_; ++moved) std::construct_at(buf + moved, std::move(*slot(moved)));
+        } catch (...) {
+            std::destroy_n(buf, moved);
+            std::allocator<T>().deallocate(buf, cap);
+            throw;
+        }
+        for (std::size_t i = 0; i < size_; ++i) std::destroy_at(slot(i));
+        if (buf_ != nullptr) std::allocator<T>().deallocate(buf_, cap_);
+        buf_ = buf;
+        cap_ = cap;
+        head_ = 0;
+    }
+
+    T* buf_ = nullptr;
+    std::size_t cap_ = 0;  // 0 or a power of two
+    std::size_t head_ = 0;
+    std::size_t size_ = 0;
+};
+
 template <class T>
 class FifoStore {
   public:
@@ -53,21 +119,19 @@ class FifoStore {
     bool empty() const noexcept { return items_.empty(); }
     void push(T&& item) { items_.push_back(std::move(item)); }
     T pop() {
-        if (!returned_.empty()) returned_.pop_front();
-        T item = std::move(items_.front());
-        items_.pop_front();
-        return item;
+        if (!returned_.empty()) returned_.erase(returned_.begin());
+        return items_.pop_front();
     }
     // Into the run of given-back items at the front, in put order.
     void put_back(T&& item, std::uint64_t seq) {
         auto at = std::upper_bound(returned_.begin(), returned_.end(), seq) - returned_.begin();
         returned_.insert(returned_.begin() + at, seq);
-        items_.insert(items_.begin() + at, std::move(item));
+        items_.insert(static_cast<std::size_t>(at), std::move(item));
     }
 
   private:
-    std::deque<T> items_;
-    std::deque<std::uint64_t> returned_;  // put order of the given-back items at the front
+    Ring<T> items_;
+    std::vector<std::uint64_t> returned_;  // put order of the given-back items at the front
 };
 
 template <class T>
