@@ -47,6 +47,27 @@ bool env_flag(const char* name) {
     return v != nullptr && *v != '\0' && std::string_view(v) != "0";
 }
 
+// CORIO_VIRTUAL_CLOCK: unset, empty or 0 for real time; 1 for a virtual clock with autojump
+// threshold 0; `<n>ms` for a threshold of n milliseconds.
+std::optional<VirtualClock> virtual_clock_from_env() {
+    const char* v = std::getenv("CORIO_VIRTUAL_CLOCK");
+    if (v == nullptr || *v == '\0' || std::string_view(v) == "0") return std::nullopt;
+    std::string_view text(v);
+    if (text == "1") return VirtualClock{};
+    if (text.size() > 2 && text.substr(text.size() - 2) == "ms") {
+        std::string_view digits = text.substr(0, text.size() - 2);
+        long ms = 0;
+        bool ok = digits.size() <= 9;
+        for (char c : digits) {
+            if (c < '0' || c > '9') ok = false;
+            ms = ms * 10 + (c - '0');
+        }
+        if (ok) return VirtualClock{std::chrono::milliseconds(ms)};
+    }
+    throw RuntimeError("CORIO_VIRTUAL_CLOCK must be 0, 1 or a threshold such as 20ms, not '" +
+                       std::string(text) + "'");
+}
+
 }  // namespace
 
 CallbackNode::CallbackNode() noexcept = default;
@@ -98,7 +119,23 @@ struct EventLoop::Watch : detail::Runnable, detail::IoOp {
 
 EventLoop::EventLoop(LoopOptions options)
     : backend_(detail::make_backend(options.backend)),
-      debug_(options.debug ? *options.debug : detail::env_flag("CORIO_DEBUG")) {}
+      debug_(options.debug ? *options.debug : detail::env_flag("CORIO_DEBUG")) {
+    std::optional<VirtualClock> clock =
+        options.virtual_clock ? options.virtual_clock : detail::virtual_clock_from_env();
+    if (clock) {
+        if (clock->autojump_threshold < Duration::zero())
+            throw ValueError("VirtualClock::autojump_threshold must not be negative");
+        virtual_clock_ = true;
+        autojump_threshold_ = clock->autojump_threshold;
+        virtual_now_ = Clock::now();
+    }
+}
+
+void EventLoop::advance_time(Duration d) {
+    if (!virtual_clock_) throw RuntimeError("advance_time() needs a loop with a virtual clock");
+    if (d < Duration::zero()) throw ValueError("advance_time() cannot move time backwards");
+    virtual_now_ += d;
+}
 
 EventLoop::~EventLoop() {
     if (running_) {
@@ -213,9 +250,35 @@ int EventLoop::poll_timeout_ms() {
     if (t == nullptr) return -1;
     Duration left = t->deadline - time();
     if (left <= Duration::zero()) return 0;
+    // A virtual clock waits only the autojump threshold for I/O, then jumps (run_once).
+    if (virtual_clock_) left = autojump_threshold_;
     // Round up: waking a hair early would only cost another pass.
     auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
     return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
+}
+
+// Nothing became ready while the loop waited the autojump threshold: time passes at once.
+void EventLoop::jump_to_next_timer() noexcept {
+    if (detail::TimerNode* t = timers_.top(); t != nullptr && t->deadline > virtual_now_)
+        virtual_now_ = t->deadline;
+}
+
+detail::LoopAccess::Pending detail::LoopAccess::pending(EventLoop& loop) {
+    Pending p;
+    loop.ready_.for_each([&p](Runnable* r, RunKind kind) {
+        if (kind == RunKind::Callback && !static_cast<CallbackNode*>(r)->cancelled) ++p.callbacks;
+    });
+    for (TimerNode* t : loop.timers_.heap) {
+        if (t->fire == &callback_timer_fire && !static_cast<TimedCallback*>(t)->cancelled)
+            ++p.timers;
+    }
+    {
+        std::lock_guard lock(loop.ts_mutex_);
+        for (CallbackNode* node : loop.ts_queue_) p.callbacks += node->cancelled ? 0 : 1;
+    }
+    p.readers = loop.readers_.size();
+    p.writers = loop.writers_.size();
+    return p;
 }
 
 // --- other threads -----------------------------------------------------------------------
@@ -333,38 +396,39 @@ void EventLoop::run_forever() {
     }
 }
 
+inline void EventLoop::step(detail::ReadyQueue::Entry e) {
+    if (e.kind == detail::RunKind::Task) {
+        detail::task_step(e.runnable);
+    } else if (e.kind == detail::RunKind::Callback) {
+        detail::callback_step(e.runnable);
+    } else {
+        Watch::step(e.runnable);
+    }
+}
+
 void EventLoop::run_once() {
     if (ready_.empty() || passes_since_poll_ >= detail::kPollEvery) {
         passes_since_poll_ = 0;
-        int timeout = (ready_.empty() && !stopping_) ? poll_timeout_ms() : 0;
+        const bool idle = ready_.empty() && !stopping_;
+        int timeout = idle ? poll_timeout_ms() : 0;
         if (backend_->poll(timeout)) drain_threadsafe();
+        if (virtual_clock_ && idle && ready_.empty()) jump_to_next_timer();
     } else {
         ++passes_since_poll_;
     }
     if (timers_.top() != nullptr) fire_due_timers();
     // Only what is ready now: what this pass schedules runs on the next one.
-    for (std::size_t n = ready_.size(); n > 0; --n) run_ready(ready_.pop());
-}
-
-void EventLoop::step(detail::ReadyQueue::Entry e) {
-    switch (e.kind) {
-        case detail::RunKind::Task:
-            detail::task_step(e.runnable);
-            break;
-        case detail::RunKind::Callback:
-            detail::callback_step(e.runnable);
-            break;
-        case detail::RunKind::Watch:
-            Watch::step(e.runnable);
-            break;
+    for (std::size_t n = ready_.size(); n > 0; --n) {
+        if (debug_) [[unlikely]] {
+            run_ready_timed(ready_.pop());
+        } else {
+            step(ready_.pop());
+        }
     }
 }
 
-void EventLoop::run_ready(detail::ReadyQueue::Entry e) {
-    if (!debug_) {
-        step(e);
-        return;
-    }
+// Debug mode: reports the steps that hold the loop too long.
+void EventLoop::run_ready_timed(detail::ReadyQueue::Entry e) {
     std::string what = "callback";
     if (e.kind == detail::RunKind::Task) {
         auto* t = static_cast<detail::TaskCore*>(e.runnable);
@@ -372,9 +436,10 @@ void EventLoop::run_ready(detail::ReadyQueue::Entry e) {
         what = "task " + t->name() + " (" + c.function + " at " + c.file + ":" +
                std::to_string(c.line) + ")";
     }
-    TimePoint start = time();
+    // Real time, also under a virtual clock: a slow step is slow on the wall.
+    TimePoint start = Clock::now();
     step(e);
-    Duration took = time() - start;
+    Duration took = Clock::now() - start;
     if (took >= slow_callback_duration) {
         std::fprintf(stderr, "corio: executing %s took %.3f seconds\n", what.c_str(),
                      std::chrono::duration<double>(took).count());

@@ -69,7 +69,8 @@ Runner::~Runner() {
 
 EventLoop& Runner::get_loop() {
     if (closed_) throw RuntimeError("Runner is closed");
-    if (!loop_) loop_.emplace(LoopOptions{options_.backend, options_.debug});
+    if (!loop_)
+        loop_.emplace(LoopOptions{options_.backend, options_.debug, options_.virtual_clock});
     return *loop_;
 }
 

@@ -50,11 +50,6 @@ const std::string& FutureCore::cancel_message() const noexcept {
     return extra != nullptr ? extra->cancel_message : kEmpty;
 }
 
-const std::exception_ptr& FutureCore::error() const noexcept {
-    static const std::exception_ptr none;
-    return extra != nullptr ? extra->exception : none;
-}
-
 void FutureCore::set_error(std::exception_ptr e) {
     if (e) {
         ensure_extra().exception = std::move(e);
@@ -116,7 +111,7 @@ std::exception_ptr FutureCore::take_exception() noexcept {
 void FutureCore::check_result() {
     if (!done()) throw InvalidStateError("Result is not set.");
     exception_retrieved = true;
-    if (const std::exception_ptr& e = error()) std::rethrow_exception(e);
+    if (failed()) std::rethrow_exception(extra->exception);
 }
 
 std::uint64_t FutureCore::add_done_callback(std::function<void(FutureCore&)> fn) {
@@ -140,7 +135,7 @@ std::size_t FutureCore::remove_done_callback(std::uint64_t id) noexcept {
 }
 
 void FutureCore::report_unretrieved() noexcept {
-    if (state != FutureState::Finished || !error() || exception_retrieved) return;
+    if (state != FutureState::Finished || !failed() || exception_retrieved) return;
     ExceptionContext ctx;
     ctx.exception = error();
     if (kind == Kind::Task) {
@@ -185,14 +180,16 @@ SourceLocation TaskCore::coroutine() const noexcept {
 }
 
 void PromiseBase::finish_task() noexcept {
-    if (must_cancel && !error()) {
+    if (failed()) {
+        record_outcome(*this, extra->exception);
+    } else if (must_cancel) {
         // Cancelled after its last suspension, and returned without seeing it: the task ends
         // cancelled all the same, as in asyncio, since cancel() promised it would.
         must_cancel = false;
         set_cancelled(make_cancelled_error());
-        return;
+    } else {
+        set_finished(nullptr);
     }
-    record_outcome(*this, error());
 }
 
 void task_step(Runnable* r) {

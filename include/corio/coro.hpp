@@ -154,7 +154,7 @@ struct Promise : PromiseBase {
         result.emplace(std::forward<U>(v));
     }
     T take_result() {
-        if (const std::exception_ptr& e = error()) std::rethrow_exception(e);
+        if (failed()) std::rethrow_exception(extra->exception);
         return std::move(*result);
     }
 };
@@ -165,7 +165,7 @@ struct Promise<void> : PromiseBase {
     Coro<void> get_return_object() noexcept;
     void return_void() noexcept {}
     void take_result() {
-        if (const std::exception_ptr& e = error()) std::rethrow_exception(e);
+        if (failed()) std::rethrow_exception(extra->exception);
     }
 };
 

@@ -45,10 +45,26 @@ class Future;
 // the environment variable CORIO_BACKEND=epoll|poll overrides Auto.
 enum class BackendKind { Auto, Epoll, Poll };
 
+// A virtual clock, for tests (Trio's MockClock with autojump, tokio's time::pause()): loop.time()
+// stands still while tasks and callbacks run, and when the loop would wait for its next timer it
+// jumps straight to that timer's deadline instead. A test of a one-hour timeout then takes
+// microseconds, and timers fire in exactly the order real time would give.
+//
+// Before jumping, the loop polls the backend for `autojump_threshold` of real time, so that I/O
+// that is about to complete (a socket, a pipe, another thread's call_soon_threadsafe) still wins
+// over a timer. 0, the default, suits code that only waits on timers; give real I/O a few
+// milliseconds. With nothing to wait for but I/O, the loop waits for it as usual.
+struct VirtualClock {
+    Duration autojump_threshold{};
+};
+
 struct LoopOptions {
     BackendKind backend = BackendKind::Auto;
     // Debug mode; when unset, CORIO_DEBUG=1 in the environment turns it on.
     std::optional<bool> debug{};
+    // A virtual clock; when unset, CORIO_VIRTUAL_CLOCK in the environment turns it on: `1` with
+    // a threshold of 0, or a threshold such as `20ms`.
+    std::optional<VirtualClock> virtual_clock{};
 };
 
 // What is passed to the exception handler (asyncio's context dict).
@@ -200,8 +216,14 @@ class EventLoop {
         return Handle(node);
     }
 
-    // The loop's clock (monotonic).
-    TimePoint time() const noexcept { return Clock::now(); }
+    // The loop's clock (monotonic), or its virtual time under a VirtualClock.
+    TimePoint time() const noexcept { return virtual_clock_ ? virtual_now_ : Clock::now(); }
+    // Whether the loop runs on a virtual clock (LoopOptions::virtual_clock).
+    bool has_virtual_clock() const noexcept { return virtual_clock_; }
+    // Moves a virtual clock forward by `d` (trio's MockClock.jump, tokio's time::advance): the
+    // timers that fall due run on the next pass. RuntimeError without a virtual clock,
+    // ValueError for a negative `d`.
+    void advance_time(Duration d);
 
     // --- watching file descriptors ------------------------------------------------------
     // Runs callback() whenever fd is readable (level-triggered), until remove_reader(fd).
@@ -287,11 +309,12 @@ class EventLoop {
     void add_watch(int fd, bool read, detail::CallbackNode* node);
     bool remove_watch(int fd, bool read);
     void run_once();
-    void run_ready(detail::ReadyQueue::Entry e);
+    void run_ready_timed(detail::ReadyQueue::Entry e);
     void step(detail::ReadyQueue::Entry e);
     void fire_due_timers();
     void drain_threadsafe();
     int poll_timeout_ms();
+    void jump_to_next_timer() noexcept;
     void abandon_on_close(detail::FutureCore& c) noexcept;
 
     struct Watch;
@@ -312,6 +335,9 @@ class EventLoop {
     bool closed_ = false;
     bool stopping_ = false;
     bool debug_ = false;
+    bool virtual_clock_ = false;
+    Duration autojump_threshold_{};
+    TimePoint virtual_now_{};
     unsigned passes_since_poll_ = 0;
 
     std::mutex ts_mutex_;
@@ -369,6 +395,15 @@ struct LoopAccess {
     }
     // Async-signal-safe.
     static void notify_sigint(EventLoop& loop) noexcept;
+    // What is still scheduled besides tasks (for corio::testing): callbacks queued and not
+    // cancelled, call_later/call_at timers armed, descriptors watched.
+    struct Pending {
+        std::size_t callbacks = 0;
+        std::size_t timers = 0;
+        std::size_t readers = 0;
+        std::size_t writers = 0;
+    };
+    static Pending pending(EventLoop& loop);
 };
 
 inline void TaskCore::wake() noexcept {

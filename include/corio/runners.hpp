@@ -26,6 +26,8 @@ struct RunOptions {
     // Turn SIGINT into cancellation of the main task (only on the main thread, and only while
     // SIGINT has its default disposition, as asyncio does).
     bool handle_sigint = true;
+    // A virtual clock for tests (see VirtualClock); when unset, CORIO_VIRTUAL_CLOCK decides.
+    std::optional<VirtualClock> virtual_clock{};
 };
 
 class Runner {

@@ -151,8 +151,12 @@ struct FutureCore {
     FutureExtra& ensure_extra();
     const std::string& cancel_message() const noexcept;
 
+    // Whether it holds a failure (or CancelledError): the check on every hot path.
+    bool failed() const noexcept { return extra != nullptr && extra->exception; }
     // The failure (or CancelledError) it completed with; null when it succeeded or is pending.
-    const std::exception_ptr& error() const noexcept;
+    std::exception_ptr error() const noexcept {
+        return failed() ? extra->exception : std::exception_ptr();
+    }
     void set_error(std::exception_ptr e);
 
     // Cancels a future, or requests cancellation of a task. False if already done.

@@ -52,8 +52,9 @@ class ReadyQueue {
         tail_ = r;
         ++size_;
     }
+    // Not empty.
     Entry pop() noexcept {
-        if (head_ == 0) return {nullptr, RunKind::Task};
+        assert(head_ != 0);
         Entry e{reinterpret_cast<Runnable*>(head_ & ~kTagMask),
                 static_cast<RunKind>(head_ & kTagMask)};
         head_ = e.runnable->next_ready;
@@ -63,6 +64,14 @@ class ReadyQueue {
         return e;
     }
     std::size_t size() const noexcept { return size_; }
+    template <class F>
+    void for_each(F&& f) const {
+        for (std::uintptr_t link = head_; link != 0;) {
+            auto* r = reinterpret_cast<Runnable*>(link & ~kTagMask);
+            f(r, static_cast<RunKind>(link & kTagMask));
+            link = r->next_ready;
+        }
+    }
 
   private:
     static constexpr std::uintptr_t kTagMask = 3;
