@@ -7,6 +7,7 @@
 //
 //   spawn_join            ns_per_op                 create_task + co_await, N times in a row
 //   ping_pong             ns_per_op                 one hand-off between two tasks via futures
+//   ping_pong_event       ns_per_op                 the same via two Events
 //   call_soon             ns_per_op, callbacks_per_s
 //   timers_1m             overhead_s, total_s       N call_later spread over [0, 0.999] s
 //   queue_1m              ns_per_op, items_per_s    N items from a producer to a consumer task
@@ -394,6 +395,55 @@ void BM_ping_pong(benchmark::State& state) {
     state.SetLabel("N=" + std::to_string(n));
 }
 BENCHMARK(BM_ping_pong)->Name("ping_pong")->Apply(one_shot);
+
+// --- ping_pong_event --------------------------------------------------------------------------
+//
+// The same round trips through two Events: A sets B's event and waits on its own, B the mirror;
+// each clears its own event when woken. No future is created per hand-off.
+
+struct EventPingPong {
+    long n = 0;
+    corio::Event a_wakes;
+    corio::Event b_wakes;
+};
+
+corio::Coro<> ping_event(EventPingPong& s) {
+    for (long i = 0; i < s.n; ++i) {
+        s.b_wakes.set();  // hand off to B
+        co_await s.a_wakes.wait();
+        s.a_wakes.clear();
+    }
+}
+
+corio::Coro<> pong_event(EventPingPong& s) {
+    for (long i = 0; i < s.n; ++i) {
+        co_await s.b_wakes.wait();
+        s.b_wakes.clear();
+        s.a_wakes.set();  // hand off to A
+    }
+}
+
+corio::Coro<Elapsed> ping_pong_event_main(long n) {
+    EventPingPong s;
+    s.n = n;
+    Stamp t0 = Stamp::now();
+    auto b = corio::create_task(pong_event(s));  // B starts first and waits for A
+    auto a = corio::create_task(ping_event(s));
+    co_await corio::gather(b, a);
+    Stamp t1 = Stamp::now();
+    co_return elapsed(t0, t1);
+}
+
+void BM_ping_pong_event(benchmark::State& state) {
+    const long n = pick_n(1'000'000, 200'000);
+    for (auto _ : state) {
+        Elapsed e;
+        if (!guarded(state, [&] { e = corio::run(ping_pong_event_main(n)); })) break;
+        report_per_op(state, e, 2 * n);
+    }
+    state.SetLabel("N=" + std::to_string(n));
+}
+BENCHMARK(BM_ping_pong_event)->Name("ping_pong_event")->Apply(one_shot);
 
 // --- call_soon --------------------------------------------------------------------------------
 //

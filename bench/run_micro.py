@@ -24,6 +24,7 @@ PEERS = ["corio", "asyncio", "uvloop"]
 BENCHES = [
     ("spawn_join", "ns/op", "spawn_join", "ns_per_op", False),
     ("ping_pong", "ns/op", "ping_pong", "ns_per_op", False),
+    ("ping_pong_event", "ns/op", "ping_pong_event", "ns_per_op", False),
     ("call_soon", "ns/op", "call_soon", "ns_per_op", False),
     ("call_soon_rate", "callbacks/s", "call_soon", "callbacks_per_s", True),
     ("timers_1m", "s", "timers_1m", "overhead_s", False),

@@ -47,6 +47,26 @@ async def ping_pong(n):
     return [("ping_pong", (time.perf_counter_ns() - t0) / (2 * n), "ns/op")]
 
 
+async def ping_pong_event(n):
+    a_wakes, b_wakes = asyncio.Event(), asyncio.Event()
+
+    async def a():
+        for _ in range(n):
+            b_wakes.set()  # hand off to B
+            await a_wakes.wait()
+            a_wakes.clear()
+
+    async def b():
+        for _ in range(n):
+            await b_wakes.wait()
+            b_wakes.clear()
+            a_wakes.set()  # hand off to A
+
+    t0 = time.perf_counter_ns()
+    await asyncio.gather(b(), a())  # B's task starts first and waits for A
+    return [("ping_pong_event", (time.perf_counter_ns() - t0) / (2 * n), "ns/op")]
+
+
 def counting_callback(n, done):
     """A callback that resolves `done` with perf_counter_ns() on its n-th call."""
     count = 0
@@ -155,6 +175,7 @@ BENCHES = [
     (suspended_task_bytes, 100_000, 20_000),
     (spawn_join, 200_000, 20_000),
     (ping_pong, 200_000, 20_000),
+    (ping_pong_event, 200_000, 20_000),
     (call_soon, 1_000_000, 100_000),
     (timers_1m, 1_000_000, 100_000),
     (queue_1m, 1_000_000, 100_000),
