@@ -166,6 +166,10 @@ template <class A>
 struct is_task : std::false_type {};
 template <class T>
 struct is_task<Task<T>> : std::true_type {};
+template <class T>
+struct is_future : std::false_type {};
+template <class T>
+struct is_future<Future<T>> : std::true_type {};
 
 // A task's result is a value: an awaitable that yields a reference (a Future, a Task lvalue)
 // has its result copied.

@@ -138,6 +138,14 @@ template <Awaitable A, class Rep, class Period>
 Coro<run_result_t<A>> wait_for(A aw, std::chrono::duration<Rep, Period> delay) {
     if (delay <= delay.zero()) {
         // As asyncio: no time at all, so the awaitable gets no step unless already done.
+        if constexpr (detail::is_future<A>::value) {
+            // A future is waited on as it is (asyncio's ensure_future returns it unchanged).
+            if (!aw.done()) {
+                aw.cancel();
+                throw TimeoutError();
+            }
+            co_return co_await aw;
+        }
         auto task = detail::ensure_task(std::move(aw));
         if (!task.done()) {
             task.cancel();

@@ -100,13 +100,15 @@ void run_checked(const Options& options, const std::function<AnyTask(EventLoop&)
         } catch (const AssertionAbort&) {
             // CORIO_ASSERT recorded the failure.
         } catch (...) {
-            if (timed_out) {
-                ADD_FAILURE() << "the test body timed out after "
-                              << std::chrono::duration<double>(*options.timeout).count()
-                              << " s and was cancelled; it was at " << where_at_timeout;
-            } else {
+            if (!timed_out) {
                 ADD_FAILURE() << "the test body raised " << describe(std::current_exception());
             }
+        }
+        // Also when the body swallowed the cancellation and returned.
+        if (timed_out) {
+            ADD_FAILURE() << "the test body timed out after "
+                          << std::chrono::duration<double>(*options.timeout).count()
+                          << " s and was cancelled; it was at " << where_at_timeout;
         }
         deadline.cancel();
 
