@@ -8,6 +8,7 @@
 #include "backend.hpp"
 #include "corio/coro.hpp"
 #include "corio/events.hpp"
+#include "corio/executors.hpp"
 
 namespace corio {
 namespace detail {
@@ -452,6 +453,13 @@ void EventLoop::close() {
     if (running_) throw RuntimeError("Cannot close a running event loop");
     if (closed_) return;
     closed_ = true;
+    // As asyncio: the default executor takes no new work. Its running jobs finish on their
+    // threads (their outcomes, posted to a closed loop, are dropped); if this was the last
+    // reference, the pool's destructor waits for them.
+    if (default_executor_) {
+        std::shared_ptr<ThreadPoolExecutor> executor = std::move(default_executor_);
+        executor->shutdown(false);
+    }
     {
         std::lock_guard lock(ts_mutex_);
         ts_closed_ = true;

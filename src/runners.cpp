@@ -6,6 +6,8 @@
 
 #include <atomic>
 
+#include "corio/coro.hpp"
+
 namespace corio {
 namespace {
 
@@ -89,6 +91,7 @@ void Runner::close() {
         ~CloseLoop() { loop->close(); }
     } closer{loop_};
     cancel_all_tasks();
+    loop_->run_until_complete(loop_->shutdown_default_executor());  // as asyncio.run()
 }
 
 void Runner::cancel_all_tasks() {

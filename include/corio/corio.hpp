@@ -14,12 +14,15 @@
 //                                                  (asyncio.locks)
 //   queues.hpp      Queue, PriorityQueue, LifoQueue (asyncio.queues)
 //   runners.hpp     run, Runner                    (asyncio.runners)
+//   executors.hpp   ThreadPoolExecutor, run_in_executor, to_thread
+//                                                  (concurrent.futures, asyncio.threads)
 //   errors.hpp      CancelledError, TimeoutError, ... (asyncio.exceptions)
 #pragma once
 
 #include "corio/coro.hpp"
 #include "corio/errors.hpp"
 #include "corio/events.hpp"
+#include "corio/executors.hpp"
 #include "corio/futures.hpp"
 #include "corio/locks.hpp"
 #include "corio/queues.hpp"

@@ -40,6 +40,9 @@ template <class T>
 class Task;
 template <class T>
 class Future;
+template <class T>
+class Coro;
+class ThreadPoolExecutor;
 
 // Which kernel interface the loop waits with. Auto picks the best available (epoll on Linux);
 // the environment variable CORIO_BACKEND=epoll|poll overrides Auto.
@@ -225,6 +228,16 @@ class EventLoop {
     // ValueError for a negative `d`.
     void advance_time(Duration d);
 
+    // --- executors (corio/executors.hpp) --------------------------------------------------
+    // The pool to_thread() uses, created on first use (asyncio's default executor).
+    // RuntimeError once shutdown_default_executor() has been called.
+    ThreadPoolExecutor& default_executor();
+    void set_default_executor(std::shared_ptr<ThreadPoolExecutor> executor);
+    // Shuts the default executor down, waiting for its jobs on another thread so that the loop
+    // keeps running meanwhile. corio::run() and Runner call it on exit; close() shuts the pool
+    // down itself if it is still there (then blocking until the jobs have run).
+    Coro<void> shutdown_default_executor();
+
     // --- watching file descriptors ------------------------------------------------------
     // Runs callback() whenever fd is readable (level-triggered), until remove_reader(fd).
     // A second add_reader for the same fd replaces the callback.
@@ -353,6 +366,9 @@ class EventLoop {
     std::unordered_map<int, Watch*> writers_;
 
     ExceptionHandler handler_;
+
+    std::shared_ptr<ThreadPoolExecutor> default_executor_;
+    bool default_executor_shut_down_ = false;
 
     // SIGINT as corio::run() handles it: the signal handler only sets the flag and wakes the
     // loop (both async-signal-safe); the loop then calls on_sigint_.
