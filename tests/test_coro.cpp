@@ -1,10 +1,14 @@
 // corio::Coro<T>: lazy coroutines awaited by direct (symmetric) transfer.
+// The tests of foreign awaiters resumed by a timer run on a virtual clock (corio::testing with
+// corio::VirtualClock), so they assert exactly when the task resumed; ...OnTheRealClock keeps
+// real time covered.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 
 #include <chrono>
 #include <corio/corio.hpp>
+#include <corio/testing.hpp>
 #include <coroutine>
 #include <cstdlib>
 #include <cstring>
@@ -195,15 +199,14 @@ corio::Coro<int> suspend_then_return(int v) {
 
 }  // namespace
 
-TEST(Coro, AwaitedWhileAlreadyBeingAwaitedThrowsRuntimeError) {
-    corio::run([]() -> corio::Coro<> {
-        auto shared = suspend_then_return(8);
-        auto first = corio::create_task(await_lvalue(&shared));
-        co_await corio::sleep(0s);  // `first` is now suspended inside `shared`
-        EXPECT_THROW(co_await shared, corio::RuntimeError);
-        int v = co_await first;
-        EXPECT_EQ(v, 8);
-    }());
+CORIO_TEST_WITH(Coro, AwaitedWhileAlreadyBeingAwaitedThrowsRuntimeError,
+                {.virtual_clock = corio::VirtualClock{}}) {
+    auto shared = suspend_then_return(8);
+    auto first = corio::create_task(await_lvalue(&shared));
+    co_await corio::sleep(0s);  // `first` is now suspended inside `shared`
+    EXPECT_THROW(co_await shared, corio::RuntimeError);
+    int v = co_await first;
+    EXPECT_EQ(v, 8);
 }
 
 TEST(Coro, AwaitingEmptyCoroThrowsRuntimeError) {
@@ -524,10 +527,36 @@ corio::Coro<> wait_on_foreign(bool* resumed_by_timer, bool* after) {
 
 }  // namespace
 
-TEST(Coro, PendingCancellationIsRaisedWhenCustomAwaiterResumes) {
+CORIO_TEST_WITH(Coro, PendingCancellationIsRaisedWhenCustomAwaiterResumes,
+                {.virtual_clock = corio::VirtualClock{}}) {
+    auto& loop = corio::get_running_loop();
+    auto start = loop.time();
+    bool resumed = false;
+    bool after = false;
+    auto task = corio::create_task(wait_on_foreign(&resumed, &after));
+    co_await corio::sleep(0s);  // the task is now suspended on the foreign awaiter
+    EXPECT_TRUE(task.cancel("stop waiting"));
+    EXPECT_FALSE(task.done());  // it cannot end until the foreign awaiter resumes it
+    std::string message = "<not thrown>";
+    try {
+        co_await task;
+    } catch (const corio::CancelledError& e) {
+        message = e.message();
+    }
+    EXPECT_EQ(message, "stop waiting");
+    EXPECT_TRUE(resumed);  // the cancellation surfaced only when the timer resumed it ...
+    EXPECT_EQ(loop.time() - start, corio::Duration(20ms));  // ... exactly 20 ms later
+    EXPECT_TRUE(task.cancelled());
+    EXPECT_FALSE(after);
+}
+
+TEST(Coro, PendingCancellationIsRaisedWhenCustomAwaiterResumesOnTheRealClock) {
     bool resumed_by_timer = false;
     bool after = false;
-    corio::run([](bool* resumed, bool* after) -> corio::Coro<> {
+    double waited = 0;
+    corio::run([](bool* resumed, bool* after, double* waited) -> corio::Coro<> {
+        auto& loop = corio::get_running_loop();
+        auto start = loop.time();
         auto task = corio::create_task(wait_on_foreign(resumed, after));
         co_await corio::sleep(0s);  // the task is now suspended on the foreign awaiter
         EXPECT_TRUE(task.cancel("stop waiting"));
@@ -538,32 +567,37 @@ TEST(Coro, PendingCancellationIsRaisedWhenCustomAwaiterResumes) {
         } catch (const corio::CancelledError& e) {
             message = e.message();
         }
+        *waited = std::chrono::duration<double>(loop.time() - start).count();
         EXPECT_EQ(message, "stop waiting");
         EXPECT_TRUE(*resumed);  // the cancellation surfaced only when the timer resumed it
         EXPECT_TRUE(task.cancelled());
-    }(&resumed_by_timer, &after));
+    }(&resumed_by_timer, &after, &waited));
     EXPECT_TRUE(resumed_by_timer);
     EXPECT_FALSE(after);
+    EXPECT_GE(waited, 0.019);  // the foreign awaiter's 20 ms
+    EXPECT_LT(waited, 5.0);
 }
 
-TEST(Coro, CancellationCaughtAfterCustomAwaiterLetsTheTaskGoOn) {
-    corio::run([]() -> corio::Coro<> {
-        bool resumed = false;
-        auto task = corio::create_task([](bool* resumed) -> corio::Coro<int> {
-            try {
-                co_await ResumeLater{std::chrono::milliseconds(5), resumed};
-            } catch (const corio::CancelledError&) {
-                co_return 1;  // swallowing the cancellation: the task ends normally
-            }
-            co_return 0;
-        }(&resumed));
-        co_await corio::sleep(0s);
-        task.cancel();
-        int v = co_await task;
-        EXPECT_EQ(v, 1);
-        EXPECT_TRUE(resumed);
-        EXPECT_FALSE(task.cancelled());
-    }());
+CORIO_TEST_WITH(Coro, CancellationCaughtAfterCustomAwaiterLetsTheTaskGoOn,
+                {.virtual_clock = corio::VirtualClock{}}) {
+    auto& loop = corio::get_running_loop();
+    auto start = loop.time();
+    bool resumed = false;
+    auto task = corio::create_task([](bool* resumed) -> corio::Coro<int> {
+        try {
+            co_await ResumeLater{std::chrono::milliseconds(5), resumed};
+        } catch (const corio::CancelledError&) {
+            co_return 1;  // swallowing the cancellation: the task ends normally
+        }
+        co_return 0;
+    }(&resumed));
+    co_await corio::sleep(0s);
+    task.cancel();
+    int v = co_await task;
+    EXPECT_EQ(v, 1);
+    EXPECT_TRUE(resumed);
+    EXPECT_EQ(loop.time() - start, corio::Duration(5ms));
+    EXPECT_FALSE(task.cancelled());
 }
 
 // --- location ------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 // Tests for corio::run() and corio::Runner (include/corio/runners.hpp), after the behaviours
 // pinned by CPython's Lib/test/test_asyncio/test_runners.py.
+// The tests that wait for timers run on a virtual clock (RunOptions::virtual_clock), where
+// loop.time() jumps from deadline to deadline, so they assert exact times; ...OnTheRealClock
+// tests, and those about threads and SIGINT, keep real time covered.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -47,8 +50,17 @@ corio::Coro<int> sleep_then_return(corio::Duration delay, int v) {
     co_return v;
 }
 
-// A task that, when cancelled, cleans up (a short sleep) before it finishes cancelled.
-corio::Coro<> cleanup_slowly_when_cancelled(bool* started, bool* cleaned) {
+// Run options with a virtual clock.
+corio::RunOptions virtual_clock() {
+    corio::RunOptions options;
+    options.virtual_clock = corio::VirtualClock{};
+    return options;
+}
+
+// A task that, when cancelled, cleans up (a 10 ms sleep) before it finishes cancelled; the loop
+// time when the cleanup is done goes to *cleaned_at if given.
+corio::Coro<> cleanup_slowly_when_cancelled(bool* started, bool* cleaned,
+                                            corio::TimePoint* cleaned_at = nullptr) {
     *started = true;
     std::exception_ptr cancel;
     try {
@@ -59,6 +71,7 @@ corio::Coro<> cleanup_slowly_when_cancelled(bool* started, bool* cleaned) {
     if (cancel) {
         co_await corio::sleep(10ms);
         *cleaned = true;
+        if (cleaned_at != nullptr) *cleaned_at = corio::get_running_loop().time();
         std::rethrow_exception(cancel);
     }
 }
@@ -218,8 +231,8 @@ TEST(Runners, MainTaskCancellingItselfIsCancelledAtItsNextAwaitWithoutWaiting) {
         }
         co_return corio::Duration::max();
     };
-    corio::Duration elapsed = corio::run(main());
-    EXPECT_LT(elapsed, 1s);
+    corio::Duration elapsed = corio::run(main(), virtual_clock());
+    EXPECT_EQ(elapsed, corio::Duration::zero());  // at once, not after the 2 s sleep
 }
 
 TEST(Runners, RunDebugOptionTurnsOnLoopDebug) {
@@ -290,14 +303,38 @@ TEST(Runners, SequentialRunsEachGetAFreshLoop) {
 TEST(Runners, RunCancelsLeftoverTasksAndWaitsForThem) {
     bool started = false;
     bool cleaned = false;
+    corio::TimePoint main_returned{}, cleaned_at{};
+    auto main = [](bool* s, bool* c, corio::TimePoint* returned,
+                   corio::TimePoint* at) -> corio::Coro<int> {
+        corio::create_task(cleanup_slowly_when_cancelled(s, c, at));
+        co_await corio::sleep(0s);  // let it start
+        co_await corio::sleep(5s);
+        *returned = corio::get_running_loop().time();
+        co_return 9;
+    };
+    EXPECT_EQ(corio::run(main(&started, &cleaned, &main_returned, &cleaned_at), virtual_clock()),
+              9);
+    EXPECT_TRUE(started);
+    EXPECT_TRUE(cleaned);
+    // Cancelled when main returned, 5 s in (not at its 10 s sleep's end), then the 10 ms cleanup.
+    EXPECT_EQ(cleaned_at - main_returned, corio::Duration(10ms));
+}
+
+TEST(Runners, RunCancelsLeftoverTasksAndWaitsForThemOnTheRealClock) {
+    bool started = false;
+    bool cleaned = false;
     auto main = [](bool* s, bool* c) -> corio::Coro<int> {
         corio::create_task(cleanup_slowly_when_cancelled(s, c));
         co_await corio::sleep(0s);  // let it start
         co_return 9;
     };
+    auto start = std::chrono::steady_clock::now();
     EXPECT_EQ(corio::run(main(&started, &cleaned)), 9);
+    auto elapsed = std::chrono::steady_clock::now() - start;
     EXPECT_TRUE(started);
     EXPECT_TRUE(cleaned);
+    EXPECT_GE(elapsed, 9ms);  // the cleanup's 10 ms sleep, waited for in real time
+    EXPECT_LT(elapsed, 5s);   // but not the 10 s sleep it was cancelled from
 }
 
 TEST(Runners, RunCancelsLeftoverTasksWhenMainRaises) {
@@ -308,7 +345,7 @@ TEST(Runners, RunCancelsLeftoverTasksWhenMainRaises) {
         co_await corio::sleep(0s);
         throw CustomError("main failed");
     };
-    EXPECT_THROW(corio::run(main(&started, &cleaned)), CustomError);
+    EXPECT_THROW(corio::run(main(&started, &cleaned), virtual_clock()), CustomError);
     EXPECT_TRUE(started);
     EXPECT_TRUE(cleaned);
 }
@@ -352,7 +389,7 @@ TEST(Runners, LeftoverTaskRaisingWhileCancelledIsReportedToExceptionHandler) {
 // --- Runner ------------------------------------------------------------------------------------
 
 TEST(Runners, RunnerRunsSeveralTimesOnTheSameLoop) {
-    corio::Runner runner;
+    corio::Runner runner(virtual_clock());
     corio::Task<int> background;
     auto first = [](corio::Task<int>* out) -> corio::Coro<int> {
         *out = corio::create_task(sleep_then_return(10ms, 42));
@@ -364,8 +401,11 @@ TEST(Runners, RunnerRunsSeveralTimesOnTheSameLoop) {
     // run() does not cancel what is left: that is close()'s job.
     ASSERT_TRUE(background);
     EXPECT_FALSE(background.done());
+    corio::TimePoint start = runner.get_loop().time();
     EXPECT_EQ(runner.run(second(background)), 42);
     EXPECT_TRUE(background.done());
+    // The clock stood still between the runs: the 10 ms sleep ended 10 ms after it started.
+    EXPECT_EQ(runner.get_loop().time() - start, corio::Duration(10ms));
 }
 
 TEST(Runners, RunnerGetLoopReturnsTheLoopRunUses) {
@@ -400,18 +440,21 @@ TEST(Runners, RunnerCloseClosesTheLoop) {
 }
 
 TEST(Runners, RunnerCloseCancelsLeftoverTasksAndWaitsForThem) {
-    corio::Runner runner;
+    corio::Runner runner(virtual_clock());
     bool started = false;
     bool cleaned = false;
-    auto main = [](bool* s, bool* c) -> corio::Coro<> {
-        corio::create_task(cleanup_slowly_when_cancelled(s, c));
+    corio::TimePoint cleaned_at{};
+    auto main = [](bool* s, bool* c, corio::TimePoint* at) -> corio::Coro<> {
+        corio::create_task(cleanup_slowly_when_cancelled(s, c, at));
         co_await corio::sleep(0s);
     };
-    runner.run(main(&started, &cleaned));
+    runner.run(main(&started, &cleaned, &cleaned_at));
     EXPECT_TRUE(started);
     EXPECT_FALSE(cleaned);
+    corio::TimePoint closing = runner.get_loop().time();
     runner.close();
     EXPECT_TRUE(cleaned);
+    EXPECT_EQ(cleaned_at - closing, corio::Duration(10ms));
 }
 
 TEST(Runners, RunnerRunAfterCloseRaisesRuntimeError) {
@@ -441,17 +484,20 @@ TEST(Runners, RunnerCloseIsIdempotent) {
 TEST(Runners, RunnerDestructorClosesAndCancelsLeftoverTasks) {
     bool started = false;
     bool cleaned = false;
+    corio::TimePoint closing{}, cleaned_at{};
     {
-        corio::Runner runner;
-        auto main = [](bool* s, bool* c) -> corio::Coro<> {
-            corio::create_task(cleanup_slowly_when_cancelled(s, c));
+        corio::Runner runner(virtual_clock());
+        auto main = [](bool* s, bool* c, corio::TimePoint* at) -> corio::Coro<> {
+            corio::create_task(cleanup_slowly_when_cancelled(s, c, at));
             co_await corio::sleep(0s);
         };
-        runner.run(main(&started, &cleaned));
+        runner.run(main(&started, &cleaned, &cleaned_at));
         EXPECT_TRUE(started);
         EXPECT_FALSE(cleaned);
+        closing = runner.get_loop().time();
     }
     EXPECT_TRUE(cleaned);
+    EXPECT_EQ(cleaned_at - closing, corio::Duration(10ms));
 }
 
 TEST(Runners, RunnerStaysUsableAfterMainRaises) {
@@ -461,18 +507,22 @@ TEST(Runners, RunnerStaysUsableAfterMainRaises) {
 }
 
 TEST(Runners, RunnerRunAcceptsATaskOfItsLoop) {
-    corio::Runner runner;
-    corio::Task<int> task = runner.get_loop().create_task(sleep_then_return(1ms, 11));
+    corio::Runner runner(virtual_clock());
+    corio::TimePoint start = runner.get_loop().time();
+    corio::Task<int> task = runner.get_loop().create_task(sleep_then_return(1s, 11));
     EXPECT_EQ(runner.run(task), 11);
     EXPECT_TRUE(task.done());
+    EXPECT_EQ(runner.get_loop().time() - start, corio::Duration(1s));
 }
 
 TEST(Runners, RunnerRunAcceptsAFutureOfItsLoop) {
-    corio::Runner runner;
+    corio::Runner runner(virtual_clock());
     corio::EventLoop& loop = runner.get_loop();
+    corio::TimePoint start = loop.time();
     corio::Future<int> future = loop.create_future<int>();
-    loop.call_later(1ms, [future]() mutable { future.set_result(12); });
+    loop.call_later(1s, [future]() mutable { future.set_result(12); });
     EXPECT_EQ(runner.run(future), 12);
+    EXPECT_EQ(loop.time() - start, corio::Duration(1s));
 }
 
 TEST(Runners, TwoRunnersOnOneThreadHaveIndependentLoops) {

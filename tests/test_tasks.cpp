@@ -1,6 +1,9 @@
 // Tests for corio/tasks.hpp: Task, create_task, cancellation, sleep, gather, wait,
 // as_completed, shield, current_task/all_tasks, and the "nothing is lost" guarantees.
 // The behaviours pinned here are asyncio's (CPython's Lib/test/test_asyncio/test_tasks.py).
+// The tests that wait for timers run on a virtual clock (corio::VirtualClock), where loop.time()
+// jumps from deadline to deadline, so their elapsed times are exact; the tests named
+// ...OnTheRealClock keep real time covered, with generous bounds.
 
 #include <gtest/gtest.h>
 
@@ -100,6 +103,13 @@ int task_number(const std::string& name) {
     static const std::regex re("^Task-([0-9]+)$");
     if (!std::regex_match(name, m, re)) return -1;
     return std::stoi(m[1].str());
+}
+
+// corio::run() on a virtual clock.
+template <class A>
+auto run_virtual(A&& main) {
+    return corio::run(std::forward<A>(main),
+                      corio::RunOptions{.virtual_clock = corio::VirtualClock{}});
 }
 
 std::string message_of(const std::exception_ptr& e) {
@@ -356,12 +366,12 @@ Coro<> cancel_sleeping_main() {
     EXPECT_TRUE(p.caught_at_sleep);
     EXPECT_FALSE(p.after_sleep);
     EXPECT_TRUE(t.cancelled());
-    EXPECT_LT(loop.time() - start, 5s) << "the 10 s sleep must be interrupted";
+    EXPECT_EQ(loop.time() - start, corio::Duration::zero()) << "the 10 s sleep must be interrupted";
 }
 }  // namespace
 
 TEST(Tasks, CancelSleepingTaskRaisesCancelledErrorAtItsSleep) {
-    corio::run(cancel_sleeping_main());
+    run_virtual(cancel_sleeping_main());
 }
 
 namespace {
@@ -807,10 +817,47 @@ Coro<> sleep_duration_main() {
     EXPECT_GE(elapsed, 45ms);
     EXPECT_LT(elapsed, 2s);
 }
+
+Coro<> sleep_exact_duration_main() {
+    auto& loop = corio::get_running_loop();
+    auto start = loop.time();
+    co_await corio::sleep(50ms);
+    EXPECT_EQ(loop.time() - start, corio::Duration(50ms));
+    co_await corio::sleep(std::chrono::hours(24));
+    EXPECT_EQ(loop.time() - start, corio::Duration(24h + 50ms));
+}
+
+Coro<int> value_after_sleep(int v, corio::Duration d, std::vector<corio::Duration>* woke) {
+    auto start = corio::get_running_loop().time();
+    co_await corio::sleep(d);
+    woke->push_back(corio::get_running_loop().time() - start);
+    co_return v;
+}
+
+Coro<> gather_sleeps_main() {
+    auto& loop = corio::get_running_loop();
+    auto start = loop.time();
+    std::vector<corio::Duration> woke;
+    auto r =
+        co_await corio::gather(value_after_sleep(1, 3s, &woke), value_after_sleep(2, 1s, &woke),
+                               value_after_sleep(3, 2s, &woke));
+    EXPECT_EQ(r, std::make_tuple(1, 2, 3));
+    EXPECT_EQ(loop.time() - start, corio::Duration(3s)) << "the longest sleep, not their sum";
+    std::vector<corio::Duration> expected = {1s, 2s, 3s};
+    EXPECT_EQ(woke, expected) << "each woke at its own deadline, in deadline order";
+}
 }  // namespace
 
-TEST(Tasks, SleepWaitsAtLeastItsDuration) {
+TEST(Tasks, SleepWaitsAtLeastItsDurationOnTheRealClock) {
     corio::run(sleep_duration_main());
+}
+
+TEST(Tasks, SleepWaitsExactlyItsDuration) {
+    run_virtual(sleep_exact_duration_main());
+}
+
+TEST(Tasks, GatheredSleepsRunConcurrentlyAndWakeAtTheirDeadlines) {
+    run_virtual(gather_sleeps_main());
 }
 
 TEST(Tasks, NegativeSleepActsLikeZero) {
@@ -1144,7 +1191,7 @@ Coro<> wait_timeout_main() {
     auto start = loop.time();
     auto r = co_await corio::wait(tasks, corio::ALL_COMPLETED, 20ms);
     auto elapsed = loop.time() - start;
-    EXPECT_GE(elapsed, 15ms);
+    EXPECT_EQ(elapsed, corio::Duration(20ms));
     EXPECT_EQ(r.done.size(), 1u);
     EXPECT_EQ(r.pending.size(), 1u);
     if (r.pending.size() == 1) {
@@ -1161,7 +1208,7 @@ Coro<> wait_timeout_main() {
 }  // namespace
 
 TEST(Tasks, WaitTimeoutReturnsWithPendingTasksAndDoesNotCancelThem) {
-    corio::run(wait_timeout_main());
+    run_virtual(wait_timeout_main());
 }
 
 namespace {
@@ -1271,7 +1318,7 @@ Coro<> as_completed_timeout_main() {
         timed_out = true;
     }
     EXPECT_TRUE(timed_out);
-    EXPECT_GE(loop.time() - start, 15ms);
+    EXPECT_EQ(loop.time() - start, corio::Duration(20ms));
     EXPECT_FALSE(tasks[0].done());
     f.set_result(1);
     co_await tasks[0];
@@ -1279,7 +1326,7 @@ Coro<> as_completed_timeout_main() {
 }  // namespace
 
 TEST(Tasks, AsCompletedWithTimeoutThrowsTimeoutErrorOnceDeadlinePasses) {
-    corio::run(as_completed_timeout_main());
+    run_virtual(as_completed_timeout_main());
 }
 
 // --- shield -----------------------------------------------------------------------------------
@@ -1500,14 +1547,18 @@ TEST(Tasks, EmptyFutureHandleRaisesInvalidStateError) {
 // --- durations of any type --------------------------------------------------------------------
 
 TEST(Tasks, WaitAndAsCompletedTakeAnyDurationType) {
-    corio::run([]() -> Coro<> {
+    run_virtual([]() -> Coro<> {
+        auto& loop = corio::get_running_loop();
         std::vector<Task<void>> tasks;
-        tasks.push_back(corio::create_task(corio::sleep(10s)));
+        tasks.push_back(corio::create_task(corio::sleep(1h)));
         using Seconds = std::chrono::duration<double>;
-        auto r = co_await corio::wait(tasks, corio::ALL_COMPLETED, Seconds(0.01));
+        auto start = loop.time();
+        auto r = co_await corio::wait(tasks, corio::ALL_COMPLETED, Seconds(0.5));
         EXPECT_EQ(r.pending.size(), 1u);
-        auto ac = corio::as_completed(tasks, Seconds(0.01));
+        EXPECT_EQ(loop.time() - start, corio::Duration(500ms));
+        auto ac = corio::as_completed(tasks, std::chrono::minutes(1));
         EXPECT_THROW(co_await ac.next_task(), corio::TimeoutError);
+        EXPECT_EQ(loop.time() - start, corio::Duration(500ms + 1min));
         tasks[0].cancel();
     }());
 }
