@@ -23,6 +23,9 @@ class Backend {
     virtual bool submit(IoOp& op) = 0;
     // Withdraws a pending op: `complete` will not be called for it. No-op if not pending.
     virtual void withdraw(IoOp& op) noexcept = 0;
+    // The descriptor is about to be closed: completes its pending ops with -err (persistent
+    // ones stay) and stops watching it.
+    virtual void forget(int fd, int err) noexcept = 0;
     // Waits up to timeout_ms (-1: no limit) and completes what is ready. Returns true if
     // wakeup() was called since the previous poll.
     virtual bool poll(int timeout_ms) = 0;

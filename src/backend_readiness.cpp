@@ -1,6 +1,7 @@
 #include "backend_readiness.hpp"
 
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -43,6 +44,22 @@ bool ReadinessBackend::attempt(IoOp& op) noexcept {
                 n = ::write(op.fd, op.buf, op.len);
             } while (n < 0 && errno == EINTR);
             break;
+        case IoOp::Kind::Send:
+            do {
+                n = ::send(op.fd, op.buf, op.len, MSG_NOSIGNAL);
+            } while (n < 0 && errno == EINTR);
+            break;
+        case IoOp::Kind::Accept: {
+            auto addrlen = static_cast<socklen_t>(op.len);
+            do {
+                n = ::accept4(op.fd, static_cast<sockaddr*>(op.buf), &addrlen,
+                              SOCK_NONBLOCK | SOCK_CLOEXEC);
+            } while (n < 0 && errno == EINTR);
+            if (n >= 0) op.len = addrlen;
+            // A connection that was reset before we took it: take the next one (as asyncio).
+            if (n < 0 && errno == ECONNABORTED) errno = EAGAIN;
+            break;
+        }
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
     op.result = n < 0 ? -errno : n;
@@ -52,8 +69,7 @@ bool ReadinessBackend::attempt(IoOp& op) noexcept {
 bool ReadinessBackend::submit(IoOp& op) {
     if (op.fd < 0) throw std::system_error(EBADF, std::generic_category(), "invalid descriptor");
     // Try first: a transfer that can proceed now never touches the kernel's wait machinery.
-    bool transfer = op.kind == IoOp::Kind::Read || op.kind == IoOp::Kind::Write;
-    if (transfer && attempt(op)) return true;
+    if (op.transfers() && attempt(op)) return true;
 
     FdState& s = ensure_state(op.fd);
     (op.reads() ? s.readers : s.writers).push_back(op);
@@ -73,6 +89,28 @@ void ReadinessBackend::withdraw(IoOp& op) noexcept {
     // Interest is dropped lazily: the next event without a waiter narrows it. An op that is
     // withdrawn and resubmitted right away (the common case) costs no system call.
     op.unlink();
+}
+
+void ReadinessBackend::forget(int fd, int err) noexcept {
+    FdState* s = state(fd);
+    if (s == nullptr) return;
+    for (List<IoOp>* list : {&s->readers, &s->writers}) {
+        List<IoOp> kept;
+        while (IoOp* op = list->pop_front()) {
+            if (op->persistent) {
+                kept.push_back(*op);  // a watch (add_reader) stays until remove_reader
+                continue;
+            }
+            op->result = -err;
+            op->complete(op);  // only schedules
+        }
+        list->splice(kept);
+    }
+    try {
+        set_interest(fd, *s, wanted(*s));
+    } catch (const std::system_error&) {
+        s->interest = 0;
+    }
 }
 
 void ReadinessBackend::process(List<IoOp>& list) {

@@ -18,6 +18,7 @@ class ReadinessBackend : public Backend {
 
     bool submit(IoOp& op) override;
     void withdraw(IoOp& op) noexcept override;
+    void forget(int fd, int err) noexcept override;
     void wakeup() noexcept override;
 
   protected:

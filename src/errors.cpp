@@ -2,7 +2,9 @@
 
 #include <cxxabi.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <typeinfo>
 
@@ -30,6 +32,39 @@ IncompleteReadError::IncompleteReadError(std::string partial, std::size_t expect
             std::to_string(expected) + " expected bytes"),
       partial_(std::move(partial)),
       expected_(expected) {}
+
+namespace {
+
+std::string os_message(int code, const std::string& what) {
+    std::string m = "[Errno " + std::to_string(code) + "] " + std::strerror(code);
+    if (!what.empty()) m += ": " + what;
+    return m;
+}
+
+}  // namespace
+
+OSError::OSError(int code, const std::string& what) : Error(os_message(code, what)), code_(code) {}
+
+TimeoutError::TimeoutError() : OSError(ETIMEDOUT, "timed out", true) {}
+TimeoutError::TimeoutError(const std::string& message) : OSError(ETIMEDOUT, message, true) {}
+
+void throw_os_error(int code, const std::string& what) {
+    switch (code) {
+        case EPIPE:
+        case ESHUTDOWN:
+            throw BrokenPipeError(code, what);
+        case ECONNABORTED:
+            throw ConnectionAbortedError(code, what);
+        case ECONNREFUSED:
+            throw ConnectionRefusedError(code, what);
+        case ECONNRESET:
+            throw ConnectionResetError(code, what);
+        case ETIMEDOUT:
+            throw TimeoutError(os_message(code, what));
+        default:
+            throw OSError(code, what);
+    }
+}
 
 std::string describe(const std::exception_ptr& e) {
     if (!e) return "no exception";

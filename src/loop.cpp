@@ -369,6 +369,10 @@ void detail::LoopAccess::withdraw(EventLoop& loop, IoOp& op) noexcept {
     if (loop.backend_) loop.backend_->withdraw(op);
 }
 
+void detail::LoopAccess::forget(EventLoop& loop, int fd, int err) noexcept {
+    if (loop.backend_) loop.backend_->forget(fd, err);
+}
+
 // --- running -------------------------------------------------------------------------------
 
 void EventLoop::check_can_run() const {

@@ -16,6 +16,8 @@
 //   runners.hpp     run, Runner                    (asyncio.runners)
 //   executors.hpp   ThreadPoolExecutor, run_in_executor, to_thread
 //                                                  (concurrent.futures, asyncio.threads)
+//   sockets.hpp     Socket, SocketAddress, sock_connect/accept/recv/sendall/..., getaddrinfo
+//                                                  (socket, loop.sock_*)
 //   errors.hpp      CancelledError, TimeoutError, ... (asyncio.exceptions)
 #pragma once
 
@@ -27,6 +29,7 @@
 #include "corio/locks.hpp"
 #include "corio/queues.hpp"
 #include "corio/runners.hpp"
+#include "corio/sockets.hpp"
 #include "corio/taskgroups.hpp"
 #include "corio/tasks.hpp"
 #include "corio/timeouts.hpp"

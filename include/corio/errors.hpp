@@ -63,12 +63,54 @@ class InvalidStateError : public Error {
     using Error::Error;
 };
 
-// A deadline passed (wait_for, timeout, timeout_at).
-class TimeoutError : public Error {
+// A failed system call (Python's OSError): `code()` is the errno value, and the message reads
+// "[Errno 111] Connection refused" followed by what was being done.
+class OSError : public Error {
   public:
-    TimeoutError() : Error("timed out") {}
-    using Error::Error;
+    OSError(int code, const std::string& what);
+    int code() const noexcept { return code_; }
+
+  protected:
+    OSError(int code, std::string message, bool /*preformatted*/)
+        : Error(std::move(message)), code_(code) {}
+
+  private:
+    int code_;
 };
+
+// A deadline passed (wait_for, timeout, timeout_at), or ETIMEDOUT. As in Python 3.11+, it is an
+// OSError (code ETIMEDOUT).
+class TimeoutError : public OSError {
+  public:
+    TimeoutError();
+    explicit TimeoutError(const std::string& message);
+};
+
+// The errors of a connection, by errno (Python's ConnectionError family).
+class ConnectionError : public OSError {
+  public:
+    using OSError::OSError;
+};
+class BrokenPipeError : public ConnectionError {  // EPIPE, ESHUTDOWN
+  public:
+    using ConnectionError::ConnectionError;
+};
+class ConnectionAbortedError : public ConnectionError {  // ECONNABORTED
+  public:
+    using ConnectionError::ConnectionError;
+};
+class ConnectionRefusedError : public ConnectionError {  // ECONNREFUSED
+  public:
+    using ConnectionError::ConnectionError;
+};
+class ConnectionResetError : public ConnectionError {  // ECONNRESET
+  public:
+    using ConnectionError::ConnectionError;
+};
+
+// Throws the OSError subclass Python would raise for `code` (ConnectionRefusedError for
+// ECONNREFUSED, TimeoutError for ETIMEDOUT, ...), with `what` saying what failed.
+[[noreturn]] void throw_os_error(int code, const std::string& what);
 
 // Several failures at once, as raised by TaskGroup.
 class ExceptionGroup : public Error {

@@ -390,6 +390,8 @@ struct LoopAccess {
     static void disarm(EventLoop& loop, TimerNode& t) noexcept { loop.disarm_timer(t); }
     static bool submit(EventLoop& loop, IoOp& op);
     static void withdraw(EventLoop& loop, IoOp& op) noexcept;
+    // Before closing fd: its pending operations complete with -err.
+    static void forget(EventLoop& loop, int fd, int err) noexcept;
     static void register_core(EventLoop& loop, FutureCore& c) {
         c.loop = &loop;
         c.registry_index = static_cast<std::uint32_t>(loop.cores_.size());

@@ -102,6 +102,8 @@ struct IoOp : ListHook {
         Writable,  // wait until fd is writable (or in error)
         Read,      // read(fd, buf, len)
         Write,     // write(fd, buf, len)
+        Send,      // send(fd, buf, len, MSG_NOSIGNAL): a write to a socket that raises no SIGPIPE
+        Accept,    // accept4(fd, buf, &len, SOCK_NONBLOCK | SOCK_CLOEXEC): buf holds the address
     };
     Kind kind = Kind::Readable;
     bool persistent = false;  // stays registered after completing (add_reader/add_writer)
@@ -111,7 +113,11 @@ struct IoOp : ListHook {
     ssize_t result = 0;  // bytes transferred, or -errno
     void (*complete)(IoOp*) = nullptr;
 
-    bool reads() const noexcept { return kind == Kind::Readable || kind == Kind::Read; }
+    bool reads() const noexcept {
+        return kind == Kind::Readable || kind == Kind::Read || kind == Kind::Accept;
+    }
+    // Moves data (or a connection) rather than only waiting for readiness.
+    bool transfers() const noexcept { return kind != Kind::Readable && kind != Kind::Writable; }
 };
 
 }  // namespace detail

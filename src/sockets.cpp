@@ -1,0 +1,428 @@
+#include "corio/sockets.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "corio/executors.hpp"
+
+namespace corio {
+
+// --- SocketAddress ------------------------------------------------------------------------------
+
+SocketAddress::SocketAddress() noexcept : storage_{}, size_(0) {
+    storage_.ss_family = AF_UNSPEC;
+}
+
+SocketAddress SocketAddress::ip(std::string_view host, std::uint16_t port) {
+    SocketAddress a;
+    std::string h(host);
+    // "fe80::1%eth0": the zone names the interface of a link-local IPv6 address.
+    std::string zone;
+    if (auto pct = h.find('%'); pct != std::string::npos) {
+        zone = h.substr(pct + 1);
+        h.resize(pct);
+    }
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage_);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.storage_);
+    if (zone.empty() && ::inet_pton(AF_INET, h.c_str(), &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        a.size_ = sizeof(sockaddr_in);
+        return a;
+    }
+    if (::inet_pton(AF_INET6, h.c_str(), &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        if (!zone.empty()) {
+            v6->sin6_scope_id = ::if_nametoindex(zone.c_str());
+            if (v6->sin6_scope_id == 0) {
+                char* end = nullptr;
+                unsigned long id = std::strtoul(zone.c_str(), &end, 10);
+                if (end == zone.c_str() || *end != '\0')
+                    throw ValueError("unknown IPv6 zone '" + zone + "'");
+                v6->sin6_scope_id = static_cast<std::uint32_t>(id);
+            }
+        }
+        a.size_ = sizeof(sockaddr_in6);
+        return a;
+    }
+    throw ValueError("'" + std::string(host) +
+                     "' is not a numeric IP address (resolve names with corio::getaddrinfo)");
+}
+
+SocketAddress SocketAddress::unix_path(std::string_view path) {
+    SocketAddress a;
+    auto* un = reinterpret_cast<sockaddr_un*>(&a.storage_);
+    if (path.empty()) throw ValueError("empty Unix socket path");
+    if (path.size() >= sizeof un->sun_path)
+        throw ValueError("Unix socket path too long (" + std::to_string(path.size()) + " bytes)");
+    un->sun_family = AF_UNIX;
+    std::memcpy(un->sun_path, path.data(), path.size());
+    // A path is NUL-terminated; an abstract name's length is part of the address.
+    a.size_ = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() +
+                                     (path[0] == '\0' ? 0 : 1));
+    return a;
+}
+
+SocketAddress SocketAddress::from_native(const sockaddr* address, socklen_t size) {
+    SocketAddress a;
+    if (size > sizeof a.storage_) throw ValueError("socket address too large");
+    std::memcpy(&a.storage_, address, size);
+    a.size_ = size;
+    return a;
+}
+
+int SocketAddress::family() const noexcept {
+    return storage_.ss_family;
+}
+
+std::string SocketAddress::host() const {
+    char text[INET6_ADDRSTRLEN + IF_NAMESIZE + 2] = {};
+    switch (family()) {
+        case AF_INET:
+            ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr, text,
+                        sizeof text);
+            return text;
+        case AF_INET6: {
+            const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&storage_);
+            ::inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
+            std::string h = text;
+            if (v6->sin6_scope_id != 0) {
+                char name[IF_NAMESIZE] = {};
+                h += '%';
+                h += ::if_indextoname(v6->sin6_scope_id, name) != nullptr
+                         ? std::string(name)
+                         : std::to_string(v6->sin6_scope_id);
+            }
+            return h;
+        }
+        case AF_UNIX: {
+            const auto* un = reinterpret_cast<const sockaddr_un*>(&storage_);
+            const std::size_t offset = offsetof(sockaddr_un, sun_path);
+            if (size_ <= offset) return "";  // unnamed (e.g. the client end of a socketpair)
+            std::size_t n = size_ - offset;
+            if (un->sun_path[0] != '\0') n = ::strnlen(un->sun_path, n);
+            return std::string(un->sun_path, n);
+        }
+        default:
+            return "";
+    }
+}
+
+std::uint16_t SocketAddress::port() const noexcept {
+    switch (family()) {
+        case AF_INET:
+            return ntohs(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_port);
+        case AF_INET6:
+            return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_port);
+        default:
+            return 0;
+    }
+}
+
+std::string SocketAddress::to_string() const {
+    switch (family()) {
+        case AF_INET:
+            return host() + ":" + std::to_string(port());
+        case AF_INET6:
+            return "[" + host() + "]:" + std::to_string(port());
+        case AF_UNIX: {
+            std::string h = host();
+            if (!h.empty() && h[0] == '\0') h[0] = '@';
+            return h;
+        }
+        default:
+            return "";
+    }
+}
+
+bool SocketAddress::operator==(const SocketAddress& other) const noexcept {
+    return size_ == other.size_ && std::memcmp(&storage_, &other.storage_, size_) == 0;
+}
+
+// --- Socket -------------------------------------------------------------------------------------
+
+Socket::Socket(int family, int type, int protocol) {
+    fd_ = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+    if (fd_ < 0) throw_os_error(errno, "socket");
+}
+
+Socket Socket::adopt(int fd) {
+    if (fd < 0) throw ValueError("Socket::adopt of an invalid descriptor");
+    Socket s;
+    s.fd_ = fd;
+    int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+        ::fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+        const int err = errno;
+        s.detach();
+        throw_os_error(err, "fcntl");
+    }
+    return s;
+}
+
+Socket& Socket::operator=(Socket&& other) noexcept {
+    if (this != &other) {
+        close();
+        fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+}
+
+int Socket::checked() const {
+    if (fd_ < 0) throw_os_error(EBADF, "the socket is closed");
+    return fd_;
+}
+
+int Socket::family() const {
+    return getsockopt(SOL_SOCKET, SO_DOMAIN);
+}
+int Socket::type() const {
+    return getsockopt(SOL_SOCKET, SO_TYPE);
+}
+
+void Socket::bind(const SocketAddress& address) {
+    if (::bind(checked(), address.native(), address.size()) < 0)
+        throw_os_error(errno, "bind to " + address.to_string());
+}
+
+void Socket::listen(int backlog) {
+    if (::listen(checked(), backlog) < 0) throw_os_error(errno, "listen");
+}
+
+SocketAddress Socket::getsockname() const {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getsockname(checked(), reinterpret_cast<sockaddr*>(&ss), &len) < 0)
+        throw_os_error(errno, "getsockname");
+    return SocketAddress::from_native(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+SocketAddress Socket::getpeername() const {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getpeername(checked(), reinterpret_cast<sockaddr*>(&ss), &len) < 0)
+        throw_os_error(errno, "getpeername");
+    return SocketAddress::from_native(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+void Socket::setsockopt(int level, int name, int value) {
+    if (::setsockopt(checked(), level, name, &value, sizeof value) < 0)
+        throw_os_error(errno, "setsockopt");
+}
+
+int Socket::getsockopt(int level, int name) const {
+    int value = 0;
+    socklen_t len = sizeof value;
+    if (::getsockopt(checked(), level, name, &value, &len) < 0) throw_os_error(errno, "getsockopt");
+    return value;
+}
+
+void Socket::set_nodelay(bool on) {
+    setsockopt(IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0);
+}
+
+void Socket::shutdown(int how) {
+    if (::shutdown(checked(), how) < 0) throw_os_error(errno, "shutdown");
+}
+
+void Socket::close() noexcept {
+    if (fd_ < 0) return;
+    if (EventLoop* loop = detail::t_state.running_loop)
+        detail::LoopAccess::forget(*loop, fd_, EBADF);
+    ::close(fd_);  // the descriptor is gone whatever close() returns (Linux)
+    fd_ = -1;
+}
+
+// --- operations
+// -----------------------------------------------------------------------------------
+
+namespace {
+
+// Waits until `fd` is readable (or writable); the raw readiness wait under several operations.
+detail::IoAwaiter ready(int fd, bool readable) noexcept {
+    return detail::IoAwaiter(readable ? detail::IoOp::Kind::Readable : detail::IoOp::Kind::Writable,
+                             fd, nullptr, 0);
+}
+
+[[noreturn]] void fail(ssize_t result, const char* what) {
+    throw_os_error(static_cast<int>(-result), what);
+}
+
+}  // namespace
+
+std::size_t detail::RecvInto::await_resume() {
+    const ssize_t r = IoAwaiter::await_resume();
+    if (r < 0) fail(r, "recv");
+    return static_cast<std::size_t>(r);
+}
+
+Coro<void> sock_connect(Socket& sock, SocketAddress address) {
+    const int fd = sock.fileno();
+    if (fd < 0) throw_os_error(EBADF, "connect on a closed socket");
+    for (;;) {
+        int r;
+        do {
+            r = ::connect(fd, address.native(), address.size());
+        } while (r < 0 && errno == EINTR);
+        if (r == 0 || errno == EISCONN) co_return;
+        const int err = errno;
+        if (err == EAGAIN && address.family() == AF_UNIX) {
+            // The listener's backlog is full: the connection has not started. Try again once
+            // the socket is writable (asyncio would wrongly report success here).
+            co_await ready(fd, false);
+            continue;
+        }
+        if (err != EINPROGRESS) throw_os_error(err, "connect to " + address.to_string());
+        break;
+    }
+    co_await ready(fd, false);
+    const int err = sock.getsockopt(SOL_SOCKET, SO_ERROR);
+    if (err != 0) throw_os_error(err, "connect to " + address.to_string());
+}
+
+Coro<std::pair<Socket, SocketAddress>> sock_accept(Socket& listener) {
+    const int fd = listener.fileno();
+    if (fd < 0) throw_os_error(EBADF, "accept on a closed socket");
+    sockaddr_storage peer{};
+    const ssize_t r =
+        co_await detail::IoAwaiter(detail::IoOp::Kind::Accept, fd, &peer, sizeof peer);
+    if (r < 0) fail(r, "accept");
+    Socket conn;
+    conn = Socket::adopt(static_cast<int>(r));  // already non-blocking and close-on-exec
+    SocketAddress address;
+    try {
+        address = conn.getpeername();
+    } catch (const OSError&) {
+        // An unnamed Unix-domain peer, or one already gone: an empty address.
+    }
+    co_return std::pair<Socket, SocketAddress>(std::move(conn), std::move(address));
+}
+
+Coro<std::string> sock_recv(Socket& sock, std::size_t max_bytes) {
+    if (sock.fileno() < 0) throw_os_error(EBADF, "recv on a closed socket");
+    std::string data(max_bytes, '\0');
+    const ssize_t r =
+        co_await detail::IoAwaiter(detail::IoOp::Kind::Read, sock.fileno(), data.data(), max_bytes);
+    if (r < 0) fail(r, "recv");
+    data.resize(static_cast<std::size_t>(r));
+    co_return data;
+}
+
+Coro<void> sock_sendall(Socket& sock, std::string_view data) {
+    if (sock.fileno() < 0) throw_os_error(EBADF, "send on a closed socket");
+    while (!data.empty()) {
+        const ssize_t r = co_await detail::IoAwaiter(detail::IoOp::Kind::Send, sock.fileno(),
+                                                     const_cast<char*>(data.data()), data.size());
+        if (r < 0) fail(r, "send");
+        data.remove_prefix(static_cast<std::size_t>(r));
+    }
+}
+
+Coro<std::pair<std::string, SocketAddress>> sock_recvfrom(Socket& sock, std::size_t max_bytes) {
+    const int fd = sock.fileno();
+    if (fd < 0) throw_os_error(EBADF, "recvfrom on a closed socket");
+    std::string data(max_bytes, '\0');
+    for (;;) {
+        sockaddr_storage from{};
+        socklen_t len = sizeof from;
+        const ssize_t n =
+            ::recvfrom(fd, data.data(), max_bytes, 0, reinterpret_cast<sockaddr*>(&from), &len);
+        if (n >= 0) {
+            data.resize(static_cast<std::size_t>(n));
+            co_return std::pair<std::string, SocketAddress>(
+                std::move(data),
+                SocketAddress::from_native(reinterpret_cast<sockaddr*>(&from), len));
+        }
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) throw_os_error(errno, "recvfrom");
+        const ssize_t r = co_await ready(fd, true);
+        if (r < 0) fail(r, "recvfrom");
+    }
+}
+
+Coro<std::size_t> sock_sendto(Socket& sock, std::string_view data, SocketAddress address) {
+    const int fd = sock.fileno();
+    if (fd < 0) throw_os_error(EBADF, "sendto on a closed socket");
+    for (;;) {
+        const ssize_t n =
+            ::sendto(fd, data.data(), data.size(), MSG_NOSIGNAL, address.native(), address.size());
+        if (n >= 0) co_return static_cast<std::size_t>(n);
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            throw_os_error(errno, "sendto " + address.to_string());
+        const ssize_t r = co_await ready(fd, false);
+        if (r < 0) fail(r, "sendto");
+    }
+}
+
+// --- names
+// ----------------------------------------------------------------------------------------
+
+GaiError::GaiError(int code, const std::string& what)
+    : OSError(code,
+              std::string("[Errno ") + std::to_string(code) + "] " + ::gai_strerror(code) +
+                  (what.empty() ? "" : ": " + what),
+              true) {}
+
+namespace {
+
+std::vector<AddrInfo> resolve(const std::string& host, const std::string& service, int family,
+                              int type, int protocol, int flags) {
+    addrinfo hints{};
+    hints.ai_family = family;
+    hints.ai_socktype = type;
+    hints.ai_protocol = protocol;
+    hints.ai_flags = flags;
+    addrinfo* list = nullptr;
+    const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(),
+                                 service.empty() ? nullptr : service.c_str(), &hints, &list);
+    if (rc == EAI_SYSTEM) throw_os_error(errno, "getaddrinfo " + host);
+    if (rc != 0) throw GaiError(rc, "getaddrinfo " + host + (service.empty() ? "" : ":" + service));
+    std::vector<AddrInfo> out;
+    for (const addrinfo* a = list; a != nullptr; a = a->ai_next) {
+        AddrInfo info;
+        info.family = a->ai_family;
+        info.type = a->ai_socktype;
+        info.protocol = a->ai_protocol;
+        if (a->ai_canonname != nullptr) info.canonical_name = a->ai_canonname;
+        info.address = SocketAddress::from_native(a->ai_addr, a->ai_addrlen);
+        out.push_back(std::move(info));
+    }
+    ::freeaddrinfo(list);
+    return out;
+}
+
+std::pair<std::string, std::string> name_of(const SocketAddress& address, int flags) {
+    char host[NI_MAXHOST] = {};
+    char service[NI_MAXSERV] = {};
+    const int rc = ::getnameinfo(address.native(), address.size(), host, sizeof host, service,
+                                 sizeof service, flags);
+    if (rc == EAI_SYSTEM) throw_os_error(errno, "getnameinfo " + address.to_string());
+    if (rc != 0) throw GaiError(rc, "getnameinfo " + address.to_string());
+    return {host, service};
+}
+
+}  // namespace
+
+Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string service, int family, int type,
+                                        int protocol, int flags) {
+    auto call = [=] { return resolve(host, service, family, type, protocol, flags); };
+    co_return co_await to_thread(std::move(call));
+}
+
+Coro<std::pair<std::string, std::string>> getnameinfo(SocketAddress address, int flags) {
+    auto call = [=] { return name_of(address, flags); };
+    co_return co_await to_thread(std::move(call));
+}
+
+}  // namespace corio
