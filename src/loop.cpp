@@ -300,6 +300,7 @@ void EventLoop::push_threadsafe(detail::CallbackNode* node) {
 
 void EventLoop::drain_threadsafe() {
     if (sigint_pending_.exchange(false) && on_sigint_) on_sigint_();
+    if (signal_pending_.exchange(false)) dispatch_signals();
     std::vector<detail::CallbackNode*> batch;
     {
         std::lock_guard lock(ts_mutex_);
@@ -310,6 +311,11 @@ void EventLoop::drain_threadsafe() {
 
 void detail::LoopAccess::notify_sigint(EventLoop& loop) noexcept {
     loop.sigint_pending_.store(true);
+    loop.backend_->wakeup();
+}
+
+void detail::LoopAccess::notify_signal(EventLoop& loop) noexcept {
+    loop.signal_pending_.store(true);
     loop.backend_->wakeup();
 }
 
@@ -464,6 +470,7 @@ void EventLoop::close() {
         std::shared_ptr<ThreadPoolExecutor> executor = std::move(default_executor_);
         executor->shutdown(false);
     }
+    while (!signal_handlers_.empty()) remove_signal_handler(signal_handlers_.begin()->first);
     {
         std::lock_guard lock(ts_mutex_);
         ts_closed_ = true;

@@ -228,6 +228,21 @@ class EventLoop {
     // ValueError for a negative `d`.
     void advance_time(Duration d);
 
+    // --- signals --------------------------------------------------------------------------
+    // Runs callback(args...) on the loop's thread, as a callback, each time the process
+    // receives signal `sig` (asyncio's add_signal_handler). A second call for the same signal
+    // replaces the callback. A signal belongs to one loop at a time: RuntimeError if another
+    // loop handles it; ValueError for an invalid number; OSError for a signal that cannot be
+    // caught (SIGKILL, SIGSTOP).
+    template <class F, class... Args>
+    void add_signal_handler(int sig, F&& callback, Args&&... args) {
+        auto bound = detail::bind_callback(std::forward<F>(callback), std::forward<Args>(args)...);
+        add_signal_function(sig, std::function<void()>(std::move(bound)));
+    }
+    // Stops handling `sig` and restores the disposition it had before add_signal_handler.
+    // False if the loop did not handle it. close() removes every handler.
+    bool remove_signal_handler(int sig);
+
     // --- executors (corio/executors.hpp) --------------------------------------------------
     // The pool to_thread() uses, created on first use (asyncio's default executor).
     // RuntimeError once shutdown_default_executor() has been called.
@@ -374,6 +389,13 @@ class EventLoop {
     // loop (both async-signal-safe); the loop then calls on_sigint_.
     std::atomic<bool> sigint_pending_{false};
     std::function<void()> on_sigint_;
+
+    // add_signal_handler: the C handler marks the signal pending (process-wide, per signal) and
+    // sets signal_pending_; the loop then queues the callbacks of the signals that arrived.
+    std::atomic<bool> signal_pending_{false};
+    std::unordered_map<int, std::shared_ptr<std::function<void()>>> signal_handlers_;
+    void add_signal_function(int sig, std::function<void()> fn);
+    void dispatch_signals();
 };
 
 // The loop running on this thread. Throws RuntimeError("no running event loop") outside one.
@@ -413,6 +435,7 @@ struct LoopAccess {
     }
     // Async-signal-safe.
     static void notify_sigint(EventLoop& loop) noexcept;
+    static void notify_signal(EventLoop& loop) noexcept;
     // What is still scheduled besides tasks (for corio::testing): callbacks queued and not
     // cancelled, call_later/call_at timers armed, descriptors watched.
     struct Pending {
