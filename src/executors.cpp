@@ -50,7 +50,8 @@ void ThreadPoolExecutor::submit(std::unique_ptr<detail::Job> job) {
     std::unique_lock lock(mutex_);
     if (shut_down_) {
         lock.unlock();
-        job.reset();  // its waiter learns the call was dropped
+        job->refused();  // the caller learns it from the exception
+        job.reset();
         throw RuntimeError("cannot schedule new futures after shutdown");
     }
     jobs_.push_back(std::move(job));
@@ -103,10 +104,8 @@ void ThreadPoolExecutor::shutdown(bool wait, bool cancel_pending) {
 
 ThreadPoolExecutor& EventLoop::default_executor() {
     check_open();
-    if (!default_executor_) {
-        if (default_executor_shut_down_) throw RuntimeError("Executor shutdown has been called");
-        default_executor_ = std::make_shared<ThreadPoolExecutor>();
-    }
+    if (default_executor_shut_down_) throw RuntimeError("Executor shutdown has been called");
+    if (!default_executor_) default_executor_ = std::make_shared<ThreadPoolExecutor>();
     return *default_executor_;
 }
 

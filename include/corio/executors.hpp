@@ -15,6 +15,7 @@
 // the call.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <coroutine>
 #include <cstddef>
@@ -45,6 +46,9 @@ namespace detail {
 struct Job {
     virtual ~Job() = default;
     virtual void run() noexcept = 0;
+    // The pool refused the job (it is shut down): the submitter learns it from the exception,
+    // so the job must not report anything when destroyed.
+    virtual void refused() noexcept {}
 };
 
 }  // namespace detail
@@ -95,6 +99,12 @@ namespace detail {
 template <class R>
 struct ThreadCallState {
     using Value = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
+    enum Phase : int { Queued, Running, Abandoned };
+
+    // Queued -> Running when a worker starts the call; Queued -> Abandoned when the awaiting
+    // task is cancelled first: then the call never runs (asyncio cancels a concurrent future
+    // that has not started).
+    std::atomic<int> phase{Queued};
     std::optional<Value> value;
     std::exception_ptr error;
     bool dropped = false;  // the pool was shut down before the call ran
@@ -132,8 +142,12 @@ struct ThreadCallJob final : Job {
             post_outcome(state);
         }
     }
+    void refused() noexcept override { ran = true; }
     void run() noexcept override {
         ran = true;
+        int expected = ThreadCallState<R>::Queued;
+        if (!state->phase.compare_exchange_strong(expected, ThreadCallState<R>::Running))
+            return;  // the task stopped waiting before the call started: it never runs
         try {
             if constexpr (std::is_void_v<R>) {
                 std::invoke(fn);
@@ -184,7 +198,11 @@ class ThreadCall : Waiter {
   private:
     static bool on_cancel(Waiter* w, TaskCore& t) noexcept {
         auto* self = static_cast<ThreadCall*>(w);
-        self->state_->task = nullptr;  // the outcome, when it comes, is dropped
+        // Not started yet: it never will. Running: it runs to its end, and its outcome, when
+        // it comes, is dropped.
+        int expected = ThreadCallState<R>::Queued;
+        self->state_->phase.compare_exchange_strong(expected, ThreadCallState<R>::Abandoned);
+        self->state_->task = nullptr;
         self->cancelled_ = true;
         t.wake();
         return true;
