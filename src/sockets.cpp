@@ -9,10 +9,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "corio/executors.hpp"
+#include "corio/tasks.hpp"
 
 namespace corio {
 
@@ -46,8 +51,10 @@ SocketAddress SocketAddress::ip(std::string_view host, std::uint16_t port) {
             v6->sin6_scope_id = ::if_nametoindex(zone.c_str());
             if (v6->sin6_scope_id == 0) {
                 char* end = nullptr;
+                errno = 0;
                 unsigned long id = std::strtoul(zone.c_str(), &end, 10);
-                if (end == zone.c_str() || *end != '\0')
+                if (end == zone.c_str() || *end != '\0' || errno == ERANGE || id > UINT32_MAX ||
+                    zone[0] == '-' || zone[0] == '+')
                     throw ValueError("unknown IPv6 zone '" + zone + "'");
                 v6->sin6_scope_id = static_cast<std::uint32_t>(id);
             }
@@ -63,7 +70,9 @@ SocketAddress SocketAddress::unix_path(std::string_view path) {
     SocketAddress a;
     auto* un = reinterpret_cast<sockaddr_un*>(&a.storage_);
     if (path.empty()) throw ValueError("empty Unix socket path");
-    if (path.size() >= sizeof un->sun_path)
+    // A path needs room for its terminating NUL; an abstract name ('\0' first) does not.
+    const std::size_t room = sizeof un->sun_path - (path[0] == '\0' ? 0 : 1);
+    if (path.size() > room)
         throw ValueError("Unix socket path too long (" + std::to_string(path.size()) + " bytes)");
     un->sun_family = AF_UNIX;
     std::memcpy(un->sun_path, path.data(), path.size());
@@ -269,6 +278,7 @@ std::size_t detail::RecvInto::await_resume() {
 Coro<void> sock_connect(Socket& sock, SocketAddress address) {
     const int fd = sock.fileno();
     if (fd < 0) throw_os_error(EBADF, "connect on a closed socket");
+    Duration pause = std::chrono::milliseconds(1);
     for (;;) {
         int r;
         do {
@@ -277,9 +287,11 @@ Coro<void> sock_connect(Socket& sock, SocketAddress address) {
         if (r == 0 || errno == EISCONN) co_return;
         const int err = errno;
         if (err == EAGAIN && address.family() == AF_UNIX) {
-            // The listener's backlog is full: the connection has not started. Try again once
-            // the socket is writable (asyncio would wrongly report success here).
-            co_await ready(fd, false);
+            // The listener's backlog is full and the connection has not started; nothing
+            // signals when there is room, so try again after a pause that grows to 50 ms
+            // (asyncio would wrongly report success here).
+            co_await sleep(pause);
+            pause = std::min<Duration>(pause * 2, std::chrono::milliseconds(50));
             continue;
         }
         if (err != EINPROGRESS) throw_os_error(err, "connect to " + address.to_string());

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <cerrno>
 #include <coroutine>
 #include <cstddef>
 
@@ -42,6 +43,7 @@ struct IoAwaiter : IoOp, Waiter {
     bool await_suspend(std::coroutine_handle<> h) {
         TaskCore* t = t_state.current_task;
         if (t == nullptr) throw RuntimeError("a corio socket operation must be awaited in a task");
+        if (fd < 0) throw_os_error(EBADF, "an operation on a closed socket");
         task = t;
         complete = [](IoOp* op) { static_cast<IoAwaiter*>(op)->task->wake(); };
         if (LoopAccess::submit(*t->loop, *this)) return false;  // done at once
