@@ -18,6 +18,8 @@
 //                                                  (concurrent.futures, asyncio.threads)
 //   sockets.hpp     Socket, SocketAddress, sock_connect/accept/recv/sendall/..., getaddrinfo
 //                                                  (socket, loop.sock_*)
+//   streams.hpp     open_connection, start_server, StreamReader, StreamWriter, Server
+//                                                  (asyncio.streams)
 //   errors.hpp      CancelledError, TimeoutError, ... (asyncio.exceptions)
 #pragma once
 
@@ -30,6 +32,7 @@
 #include "corio/queues.hpp"
 #include "corio/runners.hpp"
 #include "corio/sockets.hpp"
+#include "corio/streams.hpp"
 #include "corio/taskgroups.hpp"
 #include "corio/tasks.hpp"
 #include "corio/timeouts.hpp"

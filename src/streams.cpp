@@ -1,0 +1,691 @@
+#include "corio/streams.hpp"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "corio/detail/io.hpp"
+
+namespace corio {
+
+namespace detail {
+
+// One connection, shared by its reader, its writer and the task that sends what is queued.
+struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
+    Socket sock;
+    std::size_t limit = kDefaultStreamLimit;
+
+    // Reading: in[in_pos, in.size()) has been received and not yet read.
+    std::string in;
+    std::size_t in_pos = 0;
+    bool eof = false;
+    bool reading = false;
+
+    // Writing: out[out_pos, out.size()) is queued.
+    std::string out;
+    std::size_t out_pos = 0;
+    std::size_t high = 64 * 1024;
+    std::size_t low = 16 * 1024;
+    bool sending = false;     // the sender task runs
+    bool eof_wanted = false;  // write_eof() was called
+    bool eof_sent = false;
+    bool closing = false;  // close() was called
+    bool closed = false;
+    std::exception_ptr write_error;
+    Event below_low;  // set while at most `low` bytes are queued (or the writing failed)
+    Event done;       // set once the socket is closed
+    std::function<void()> on_close;  // the server's bookkeeping, if any
+
+    StreamConnection() { below_low.set(); }
+    ~StreamConnection() { finish_close(); }
+
+    std::size_t available() const noexcept { return in.size() - in_pos; }
+    std::size_t queued() const noexcept { return out.size() - out_pos; }
+
+    std::string take(std::size_t n) {
+        std::string s = in.substr(in_pos, n);
+        in_pos += n;
+        if (in_pos == in.size()) {
+            in.clear();
+            in_pos = 0;
+        }
+        return s;
+    }
+
+    // Receives more into the buffer; false at the end of the stream.
+    Coro<bool> fill() {
+        if (eof) co_return false;
+        if (in_pos > 0 && in_pos * 2 >= in.size()) {  // reclaim the consumed front
+            in.erase(0, in_pos);
+            in_pos = 0;
+        }
+        const std::size_t old = in.size();
+        const std::size_t chunk = std::max<std::size_t>(limit, 16 * 1024);
+        in.resize(old + chunk);
+        ssize_t n = 0;
+        try {
+            n = co_await IoAwaiter(IoOp::Kind::Read, sock.fileno(), in.data() + old, chunk);
+        } catch (...) {
+            in.resize(old);
+            throw;
+        }
+        in.resize(old + static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
+        if (n < 0) throw_os_error(static_cast<int>(-n), "recv");
+        if (n == 0) eof = true;
+        co_return n > 0;
+    }
+
+    // One reader at a time, as asyncio requires.
+    struct ReadScope {
+        StreamConnection& c;
+        ReadScope(StreamConnection& conn, const char* what) : c(conn) {
+            if (c.reading)
+                throw RuntimeError(std::string(what) +
+                                   "() called while another task is already waiting for data");
+            c.reading = true;
+        }
+        ~ReadScope() { c.reading = false; }
+    };
+
+    void update_marks() {
+        if (queued() <= low || write_error) {
+            below_low.set();
+        } else if (queued() > high) {
+            below_low.clear();
+        }
+    }
+
+    void write(std::string_view data) {
+        if (closing || closed) throw RuntimeError("write() after close()");
+        if (eof_wanted) throw RuntimeError("write() after write_eof()");
+        if (write_error || data.empty()) return;  // drain() reports the error
+        if (queued() == 0) {
+            // Try at once: most writes go out without queueing anything.
+            ssize_t n;
+            do {
+                n = ::send(sock.fileno(), data.data(), data.size(), MSG_NOSIGNAL);
+            } while (n < 0 && errno == EINTR);
+            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+                record_error(errno);
+                return;
+            }
+            if (n > 0) data.remove_prefix(static_cast<std::size_t>(n));
+            if (data.empty()) return;
+        }
+        if (out_pos > 0 && out_pos * 2 >= out.size()) {
+            out.erase(0, out_pos);
+            out_pos = 0;
+        }
+        out.append(data);
+        update_marks();
+        start_sending();
+    }
+
+    void record_error(int err) {
+        try {
+            throw_os_error(err, "send");
+        } catch (...) {
+            write_error = std::current_exception();
+        }
+        out.clear();
+        out_pos = 0;
+        update_marks();  // drain() wakes to raise the error
+    }
+
+    void start_sending();
+
+    // What write_eof() and close() do once the queue is empty.
+    void after_flush() {
+        if (eof_wanted && !eof_sent && !closed) {
+            ::shutdown(sock.fileno(), SHUT_WR);
+            eof_sent = true;
+        }
+        if (closing) finish_close();
+    }
+
+    void finish_close() noexcept {
+        if (closed) return;
+        closed = true;
+        out.clear();
+        out_pos = 0;
+        sock.close();
+        below_low.set();
+        done.set();
+        if (on_close) std::exchange(on_close, nullptr)();
+    }
+};
+
+// The private constructors and members of the handles, for this file.
+struct StreamAccess {
+    static StreamReader reader(std::shared_ptr<StreamConnection> c) {
+        return StreamReader(std::move(c));
+    }
+    static StreamWriter writer(std::shared_ptr<StreamConnection> c) {
+        return StreamWriter(std::move(c));
+    }
+    static const std::shared_ptr<StreamConnection>& of(const StreamWriter& w) { return w.c_; }
+    static Server server(std::shared_ptr<ServerState> s) { return Server(std::move(s)); }
+};
+
+namespace {
+
+Coro<void> send_queued(std::shared_ptr<StreamConnection> c) {
+    while (c->queued() > 0 && !c->closed) {
+        const ssize_t n = co_await IoAwaiter(IoOp::Kind::Send, c->sock.fileno(),
+                                             c->out.data() + c->out_pos, c->queued());
+        if (n < 0) {
+            c->record_error(static_cast<int>(-n));
+            break;
+        }
+        c->out_pos += static_cast<std::size_t>(n);
+        c->update_marks();
+    }
+    c->sending = false;
+    if (c->queued() == 0) {
+        c->out.clear();
+        c->out_pos = 0;
+        c->after_flush();
+    }
+}
+
+}  // namespace
+
+void StreamConnection::start_sending() {
+    if (sending) return;
+    sending = true;
+    // The task holds the connection until the queue is sent, even if the writer is dropped.
+    create_task(send_queued(shared_from_this()), "stream writer");
+}
+
+}  // namespace detail
+
+// --- StreamReader
+// ---------------------------------------------------------------------------------
+
+namespace {
+
+detail::StreamConnection& conn(const std::shared_ptr<detail::StreamConnection>& c) {
+    if (!c) throw RuntimeError("empty corio stream handle");
+    return *c;
+}
+
+}  // namespace
+
+Coro<std::string> StreamReader::read(std::ptrdiff_t n) {
+    detail::StreamConnection& c = conn(c_);
+    auto keep = c_;
+    detail::StreamConnection::ReadScope scope(c, "read");
+    if (n == 0) co_return std::string();
+    if (n < 0) {
+        while (co_await c.fill()) {
+        }
+        co_return c.take(c.available());
+    }
+    if (c.available() == 0) co_await c.fill();
+    co_return c.take(std::min(c.available(), static_cast<std::size_t>(n)));
+}
+
+Coro<std::string> StreamReader::readexactly(std::size_t n) {
+    detail::StreamConnection& c = conn(c_);
+    auto keep = c_;
+    detail::StreamConnection::ReadScope scope(c, "readexactly");
+    while (c.available() < n) {
+        if (!co_await c.fill()) break;
+    }
+    if (c.available() < n) throw IncompleteReadError(c.take(c.available()), n);
+    co_return c.take(n);
+}
+
+Coro<std::string> StreamReader::readuntil(std::string_view separator) {
+    std::vector<std::string> one;
+    one.emplace_back(separator);
+    co_return co_await readuntil(std::move(one));
+}
+
+Coro<std::string> StreamReader::readuntil(std::vector<std::string> separators) {
+    detail::StreamConnection& c = conn(c_);
+    auto keep = c_;
+    if (separators.empty()) throw ValueError("readuntil() needs at least one separator");
+    std::size_t longest = 0;
+    for (const std::string& s : separators) {
+        if (s.empty()) throw ValueError("Separator should contain at least one byte");
+        longest = std::max(longest, s.size());
+    }
+    detail::StreamConnection::ReadScope scope(c, "readuntil");
+    std::size_t searched = 0;  // bytes of the buffer known to start no separator
+    for (;;) {
+        const std::string_view data(c.in.data() + c.in_pos, c.available());
+        std::size_t best = std::string_view::npos;
+        std::size_t best_end = 0;
+        for (const std::string& s : separators) {
+            const std::size_t at = data.find(s, searched);
+            if (at != std::string_view::npos && (best == std::string_view::npos || at < best)) {
+                best = at;
+                best_end = at + s.size();
+            }
+        }
+        if (best != std::string_view::npos) {
+            if (best_end > c.limit)
+                throw LimitOverrunError("Separator is found, but chunk is longer than limit", best);
+            co_return c.take(best_end);
+        }
+        searched = data.size() + 1 > longest ? data.size() + 1 - longest : 0;
+        if (data.size() > c.limit)
+            throw LimitOverrunError("Separator is not found, and chunk exceed the limit", searched);
+        if (c.eof) throw IncompleteReadError(c.take(c.available()), 0);
+        co_await c.fill();
+    }
+}
+
+Coro<std::string> StreamReader::readline() {
+    detail::StreamConnection& c = conn(c_);
+    auto keep = c_;
+    std::string line;
+    bool overrun = false;
+    std::size_t consumed = 0;
+    std::string message;
+    try {
+        line = co_await readuntil("\n");
+    } catch (const IncompleteReadError& e) {
+        line = e.partial();
+    } catch (const LimitOverrunError& e) {
+        overrun = true;
+        consumed = e.consumed();
+        message = e.what();
+    }
+    if (overrun) {
+        // Drop the over-long line (up to its newline if it is there), as asyncio does.
+        const std::string_view data(c.in.data() + c.in_pos, c.available());
+        if (data.size() > consumed && data[consumed] == '\n') {
+            c.take(consumed + 1);
+        } else {
+            c.take(c.available());
+        }
+        throw LimitOverrunError(message, consumed);
+    }
+    co_return line;
+}
+
+Coro<std::size_t> StreamReader::read_into(std::span<char> buffer) {
+    detail::StreamConnection& c = conn(c_);
+    auto keep = c_;
+    detail::StreamConnection::ReadScope scope(c, "read_into");
+    if (buffer.empty()) co_return 0;
+    if (c.available() > 0) {
+        const std::size_t n = std::min(buffer.size(), c.available());
+        std::copy_n(c.in.data() + c.in_pos, n, buffer.data());
+        c.take(n);
+        co_return n;
+    }
+    if (c.eof) co_return 0;
+    // Straight from the socket into the caller's buffer.
+    const ssize_t n = co_await detail::IoAwaiter(detail::IoOp::Kind::Read, c.sock.fileno(),
+                                                 buffer.data(), buffer.size());
+    if (n < 0) throw_os_error(static_cast<int>(-n), "recv");
+    if (n == 0) c.eof = true;
+    co_return static_cast<std::size_t>(n);
+}
+
+bool StreamReader::at_eof() const noexcept {
+    return c_ && c_->eof && c_->available() == 0;
+}
+
+std::size_t StreamReader::limit() const noexcept {
+    return c_ ? c_->limit : kDefaultStreamLimit;
+}
+
+// --- StreamWriter
+// -----------------------------------------------------------------------------------
+
+void StreamWriter::write(std::string_view data) {
+    conn(c_).write(data);
+}
+
+void StreamWriter::writelines(const std::vector<std::string>& lines) {
+    for (const std::string& l : lines) write(l);
+}
+
+Coro<void> StreamWriter::drain() {
+    detail::StreamConnection& c = conn(c_);
+    auto keep = c_;
+    if (c.write_error) std::rethrow_exception(c.write_error);
+    if (!c.below_low.is_set()) co_await c.below_low.wait();
+    if (c.write_error) std::rethrow_exception(c.write_error);
+}
+
+void StreamWriter::write_eof() {
+    detail::StreamConnection& c = conn(c_);
+    if (c.closing || c.closed || c.eof_wanted) return;
+    c.eof_wanted = true;
+    if (c.queued() == 0) c.after_flush();
+}
+
+void StreamWriter::close() {
+    detail::StreamConnection& c = conn(c_);
+    if (c.closing || c.closed) return;
+    c.closing = true;
+    if (c.queued() == 0 || c.write_error) c.finish_close();
+}
+
+bool StreamWriter::is_closing() const noexcept {
+    return c_ && (c_->closing || c_->closed);
+}
+
+Coro<void> StreamWriter::wait_closed() {
+    auto keep = c_;
+    co_await conn(keep).done.wait();
+}
+
+void StreamWriter::abort() {
+    detail::StreamConnection& c = conn(c_);
+    if (c.closed) return;
+    c.closing = true;
+    // A reset rather than an orderly close: the peer sees ECONNRESET, as with asyncio's abort.
+    linger hard{1, 0};
+    ::setsockopt(c.sock.fileno(), SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    c.finish_close();
+}
+
+std::size_t StreamWriter::buffered() const noexcept {
+    return c_ ? c_->queued() : 0;
+}
+
+void StreamWriter::set_write_buffer_limits(std::size_t high, std::optional<std::size_t> low) {
+    detail::StreamConnection& c = conn(c_);
+    const std::size_t l = low.value_or(high / 4);
+    if (l > high) throw ValueError("high must be >= low");
+    c.high = high;
+    c.low = l;
+    c.update_marks();
+}
+
+std::optional<SocketAddress> StreamWriter::get_extra_info(std::string_view name) const {
+    const detail::StreamConnection& c = conn(c_);
+    if (!c.sock) return std::nullopt;
+    try {
+        if (name == "peername") return c.sock.getpeername();
+        if (name == "sockname") return c.sock.getsockname();
+    } catch (const OSError&) {
+    }
+    return std::nullopt;
+}
+
+const Socket& StreamWriter::socket() const {
+    return conn(c_).sock;
+}
+
+// --- connecting
+// -------------------------------------------------------------------------------------
+
+namespace {
+
+std::optional<SocketAddress> numeric_address(const std::string& host, std::uint16_t port) {
+    try {
+        return SocketAddress::ip(host, port);
+    } catch (const ValueError&) {
+        return std::nullopt;
+    }
+}
+
+}  // namespace
+
+std::pair<StreamReader, StreamWriter> open_stream(Socket sock, std::size_t limit) {
+    if (!sock) throw ValueError("open_stream() of a closed socket");
+    if (limit == 0) throw ValueError("limit must be > 0");
+    auto c = std::make_shared<detail::StreamConnection>();
+    const int family = sock.family();
+    if ((family == AF_INET || family == AF_INET6) && sock.type() == SOCK_STREAM) {
+        sock.set_nodelay(true);  // as asyncio: small writes go out at once
+    }
+    c->sock = std::move(sock);
+    c->limit = limit;
+    return {detail::StreamAccess::reader(c), detail::StreamAccess::writer(c)};
+}
+
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, std::uint16_t port,
+                                                            std::size_t limit) {
+    std::vector<SocketAddress> candidates;
+    if (std::optional<SocketAddress> numeric = numeric_address(host, port)) {
+        candidates.push_back(*numeric);  // no resolver call for a numeric host
+    } else {
+        for (const AddrInfo& a :
+             co_await getaddrinfo(host, std::to_string(port), AF_UNSPEC, SOCK_STREAM)) {
+            candidates.push_back(a.address);
+        }
+    }
+    std::exception_ptr last;
+    for (const SocketAddress& address : candidates) {
+        try {
+            Socket sock(address.family(), SOCK_STREAM);
+            co_await sock_connect(sock, address);
+            co_return open_stream(std::move(sock), limit);
+        } catch (const OSError&) {
+            last = std::current_exception();  // try the next address
+        }
+    }
+    if (last) std::rethrow_exception(last);
+    throw OSError(EHOSTUNREACH, "no address to connect to for " + host);
+}
+
+Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path,
+                                                                 std::size_t limit) {
+    const SocketAddress address = SocketAddress::unix_path(path);
+    Socket sock(AF_UNIX, SOCK_STREAM);
+    co_await sock_connect(sock, address);
+    co_return open_stream(std::move(sock), limit);
+}
+
+// --- servers
+// ----------------------------------------------------------------------------------------
+
+namespace detail {
+
+struct ServerState : std::enable_shared_from_this<ServerState> {
+    std::vector<Socket> listeners;
+    std::vector<SocketAddress> addresses;
+    ClientConnected on_client;
+    std::size_t limit = kDefaultStreamLimit;
+    std::vector<AnyTask> acceptors;
+    bool serving = false;
+    // Connections accepted and not yet closed.
+    std::vector<std::weak_ptr<StreamConnection>> clients;
+    std::size_t open = 0;
+    Event idle;  // set when closed and no connection is open
+
+    void update_idle() {
+        if (!serving && open == 0) {
+            idle.set();
+        } else {
+            idle.clear();
+        }
+    }
+
+    void close() {
+        if (!serving) return;
+        serving = false;
+        for (AnyTask& t : acceptors) t.cancel();
+        acceptors.clear();
+        for (Socket& s : listeners) s.close();
+        update_idle();
+    }
+
+    template <class F>
+    void for_each_client(F&& f) {
+        std::vector<std::shared_ptr<StreamConnection>> live;
+        for (auto& w : clients) {
+            if (auto c = w.lock()) live.push_back(std::move(c));
+        }
+        for (auto& c : live) f(*c);
+    }
+};
+
+namespace {
+
+Coro<void> run_client(std::shared_ptr<ServerState> server, StreamReader reader,
+                      StreamWriter writer) {
+    try {
+        co_await server->on_client(std::move(reader), writer);
+    } catch (const CancelledError&) {
+        throw;
+    } catch (...) {
+        // asyncio logs an exception from a client callback and closes the connection.
+        get_running_loop().call_exception_handler(ExceptionContext{
+            "Unhandled exception in client_connected_cb", std::current_exception(), {}, {}});
+        writer.abort();
+    }
+}
+
+Coro<void> accept_loop(std::shared_ptr<ServerState> server, std::size_t index) {
+    Socket& listener = server->listeners[index];
+    for (;;) {
+        std::pair<Socket, SocketAddress> accepted;
+        try {
+            accepted = co_await sock_accept(listener);
+        } catch (const OSError& e) {
+            if (e.code() == EBADF) co_return;  // the server was closed
+            if (e.code() == EMFILE || e.code() == ENFILE || e.code() == ENOBUFS ||
+                e.code() == ENOMEM) {
+                // Out of descriptors: report, and pause accepting for a while rather than spin
+                // (asyncio waits 1 s).
+                get_running_loop().call_exception_handler(ExceptionContext{
+                    "socket.accept() out of system resource", std::current_exception(), {}, {}});
+                accepted.first = Socket();
+            } else {
+                throw;
+            }
+        }
+        if (!accepted.first) {
+            co_await sleep(std::chrono::seconds(1));
+            continue;
+        }
+        auto [reader, writer] = open_stream(std::move(accepted.first), server->limit);
+        auto c = StreamAccess::of(writer);
+        ++server->open;
+        server->update_idle();
+        std::weak_ptr<ServerState> weak = server;
+        c->on_close = [weak] {
+            if (auto s = weak.lock()) {
+                --s->open;
+                s->update_idle();
+            }
+        };
+        std::erase_if(server->clients, [](const auto& w) { return w.expired(); });
+        server->clients.push_back(c);
+        create_task(run_client(server, std::move(reader), std::move(writer)), "client");
+    }
+}
+
+Coro<Server> start_listening(std::vector<Socket> listeners, ClientConnected on_client,
+                             std::size_t limit, int backlog) {
+    auto state = std::make_shared<ServerState>();
+    state->on_client = std::move(on_client);
+    state->limit = limit;
+    for (Socket& s : listeners) {
+        s.listen(backlog);
+        state->addresses.push_back(s.getsockname());
+    }
+    state->listeners = std::move(listeners);
+    state->serving = true;
+    state->update_idle();
+    for (std::size_t i = 0; i < state->listeners.size(); ++i)
+        state->acceptors.emplace_back(create_task(accept_loop(state, i), "server accept"));
+    co_return StreamAccess::server(state);
+}
+
+}  // namespace
+}  // namespace detail
+
+Coro<Server> start_server(ClientConnected on_client, std::string host, std::uint16_t port,
+                          std::size_t limit, int backlog) {
+    if (!on_client) throw ValueError("start_server() needs a client_connected callback");
+    std::vector<SocketAddress> addresses;
+    if (std::optional<SocketAddress> numeric = numeric_address(host, port)) {
+        addresses.push_back(*numeric);
+    } else {
+        for (const AddrInfo& a : co_await getaddrinfo(host, std::to_string(port), AF_UNSPEC,
+                                                      SOCK_STREAM, 0, AI_PASSIVE)) {
+            if (std::find(addresses.begin(), addresses.end(), a.address) == addresses.end())
+                addresses.push_back(a.address);
+        }
+    }
+    std::vector<Socket> listeners;
+    for (const SocketAddress& address : addresses) {
+        Socket s(address.family(), SOCK_STREAM);
+        s.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1);
+        // An IPv6 socket beside an IPv4 one on the same port must not claim IPv4 too.
+        if (address.family() == AF_INET6) s.setsockopt(IPPROTO_IPV6, IPV6_V6ONLY, 1);
+        s.bind(address);
+        listeners.push_back(std::move(s));
+    }
+    co_return co_await detail::start_listening(std::move(listeners), std::move(on_client), limit,
+                                               backlog);
+}
+
+Coro<Server> start_unix_server(ClientConnected on_client, std::string path, std::size_t limit,
+                               int backlog) {
+    if (!on_client) throw ValueError("start_unix_server() needs a client_connected callback");
+    std::vector<Socket> listeners;
+    Socket s(AF_UNIX, SOCK_STREAM);
+    s.bind(SocketAddress::unix_path(path));
+    listeners.push_back(std::move(s));
+    co_return co_await detail::start_listening(std::move(listeners), std::move(on_client), limit,
+                                               backlog);
+}
+
+Server::~Server() {
+    // As asyncio: dropping the handle does not stop a server; close() does.
+}
+
+std::vector<SocketAddress> Server::addresses() const {
+    return s_ ? s_->addresses : std::vector<SocketAddress>{};
+}
+
+const std::vector<Socket>& Server::sockets() const {
+    static const std::vector<Socket> none;
+    return s_ ? s_->listeners : none;
+}
+
+bool Server::is_serving() const noexcept {
+    return s_ && s_->serving;
+}
+
+void Server::close() {
+    if (s_) s_->close();
+}
+
+Coro<void> Server::wait_closed() {
+    auto s = s_;
+    if (!s) co_return;
+    co_await s->idle.wait();
+}
+
+Coro<void> Server::serve_forever() {
+    auto s = s_;
+    if (!s || !s->serving) throw RuntimeError("the server is closed");
+    try {
+        co_await s->idle.wait();  // set once the server is closed and its clients are gone
+    } catch (const CancelledError&) {
+        s->close();
+        throw;
+    }
+}
+
+void Server::close_clients() {
+    if (s_)
+        s_->for_each_client([](detail::StreamConnection& c) {
+            detail::StreamAccess::writer(c.shared_from_this()).close();
+        });
+}
+
+void Server::abort_clients() {
+    if (s_)
+        s_->for_each_client([](detail::StreamConnection& c) {
+            detail::StreamAccess::writer(c.shared_from_this()).abort();
+        });
+}
+
+}  // namespace corio
