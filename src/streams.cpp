@@ -25,9 +25,11 @@ struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
     bool eof = false;
     bool reading = false;
 
-    // Writing: out[out_pos, out.size()) is queued.
+    // Writing: what is queued is inflight[inflight_pos, ...) (being sent: the pending Send
+    // points into it, so nothing else may touch it) followed by out (appended by write()).
+    std::string inflight;
+    std::size_t inflight_pos = 0;
     std::string out;
-    std::size_t out_pos = 0;
     std::size_t high = 64 * 1024;
     std::size_t low = 16 * 1024;
     bool sending = false;     // the sender task runs
@@ -44,7 +46,10 @@ struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
     ~StreamConnection() { finish_close(); }
 
     std::size_t available() const noexcept { return in.size() - in_pos; }
-    std::size_t queued() const noexcept { return out.size() - out_pos; }
+    std::size_t queued() const noexcept { return inflight.size() - inflight_pos + out.size(); }
+    // Also for the peer's name and ours, which stay known after the socket is closed.
+    std::optional<SocketAddress> peername;
+    std::optional<SocketAddress> sockname;
 
     std::string take(std::size_t n) {
         std::string s = in.substr(in_pos, n);
@@ -58,6 +63,7 @@ struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
 
     // Receives more into the buffer; false at the end of the stream.
     Coro<bool> fill() {
+        if (closed) eof = true;  // closed here: the reads end as at the end of the stream
         if (eof) co_return false;
         if (in_pos > 0 && in_pos * 2 >= in.size()) {  // reclaim the consumed front
             in.erase(0, in_pos);
@@ -74,6 +80,7 @@ struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
             throw;
         }
         in.resize(old + static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
+        if (n < 0 && closed) n = 0;  // closed while the read waited (as asyncio: end of stream)
         if (n < 0) throw_os_error(static_cast<int>(-n), "recv");
         if (n == 0) eof = true;
         co_return n > 0;
@@ -116,10 +123,6 @@ struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
             if (n > 0) data.remove_prefix(static_cast<std::size_t>(n));
             if (data.empty()) return;
         }
-        if (out_pos > 0 && out_pos * 2 >= out.size()) {
-            out.erase(0, out_pos);
-            out_pos = 0;
-        }
         out.append(data);
         update_marks();
         start_sending();
@@ -131,12 +134,17 @@ struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
         } catch (...) {
             write_error = std::current_exception();
         }
-        out.clear();
-        out_pos = 0;
+        clear_queue();
         update_marks();  // drain() wakes to raise the error
     }
 
     void start_sending();
+
+    void clear_queue() noexcept {
+        inflight.clear();
+        inflight_pos = 0;
+        out.clear();
+    }
 
     // What write_eof() and close() do once the queue is empty.
     void after_flush() {
@@ -150,9 +158,8 @@ struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
     void finish_close() noexcept {
         if (closed) return;
         closed = true;
-        out.clear();
-        out_pos = 0;
-        sock.close();
+        sock.close();  // fails a pending Send first, so its buffer can go
+        clear_queue();
         below_low.set();
         done.set();
         if (on_close) std::exchange(on_close, nullptr)();
@@ -175,19 +182,27 @@ namespace {
 
 Coro<void> send_queued(std::shared_ptr<StreamConnection> c) {
     while (c->queued() > 0 && !c->closed) {
+        if (c->inflight_pos == c->inflight.size()) {
+            // Take what write() queued as the next chunk to send; write() goes on appending to
+            // a fresh `out` (the old inflight buffer, whose capacity is kept).
+            c->inflight.clear();
+            c->inflight_pos = 0;
+            std::swap(c->inflight, c->out);
+        }
         const ssize_t n = co_await IoAwaiter(IoOp::Kind::Send, c->sock.fileno(),
-                                             c->out.data() + c->out_pos, c->queued());
+                                             c->inflight.data() + c->inflight_pos,
+                                             c->inflight.size() - c->inflight_pos);
+        if (c->closed) break;
         if (n < 0) {
             c->record_error(static_cast<int>(-n));
             break;
         }
-        c->out_pos += static_cast<std::size_t>(n);
+        c->inflight_pos += static_cast<std::size_t>(n);
         c->update_marks();
     }
     c->sending = false;
-    if (c->queued() == 0) {
-        c->out.clear();
-        c->out_pos = 0;
+    if (c->queued() == 0 && !c->closed) {
+        c->clear_queue();
         c->after_flush();
     }
 }
@@ -259,22 +274,28 @@ Coro<std::string> StreamReader::readuntil(std::vector<std::string> separators) {
     std::size_t searched = 0;  // bytes of the buffer known to start no separator
     for (;;) {
         const std::string_view data(c.in.data() + c.in_pos, c.available());
+        // The shortest chunk wins: the separator that ends first, the shorter one on a tie
+        // (Python 3.13).
         std::size_t best = std::string_view::npos;
         std::size_t best_end = 0;
         for (const std::string& s : separators) {
             const std::size_t at = data.find(s, searched);
-            if (at != std::string_view::npos && (best == std::string_view::npos || at < best)) {
+            if (at == std::string_view::npos) continue;
+            const std::size_t end = at + s.size();
+            if (best == std::string_view::npos || end < best_end ||
+                (end == best_end && at > best)) {
                 best = at;
-                best_end = at + s.size();
+                best_end = end;
             }
         }
         if (best != std::string_view::npos) {
-            if (best_end > c.limit)
+            // The limit bounds where the separator starts, not the separator itself.
+            if (best > c.limit)
                 throw LimitOverrunError("Separator is found, but chunk is longer than limit", best);
             co_return c.take(best_end);
         }
         searched = data.size() + 1 > longest ? data.size() + 1 - longest : 0;
-        if (data.size() > c.limit)
+        if (searched > c.limit)
             throw LimitOverrunError("Separator is not found, and chunk exceed the limit", searched);
         if (c.eof) throw IncompleteReadError(c.take(c.available()), 0);
         co_await c.fill();
@@ -321,10 +342,12 @@ Coro<std::size_t> StreamReader::read_into(std::span<char> buffer) {
         c.take(n);
         co_return n;
     }
+    if (c.closed) c.eof = true;
     if (c.eof) co_return 0;
     // Straight from the socket into the caller's buffer.
-    const ssize_t n = co_await detail::IoAwaiter(detail::IoOp::Kind::Read, c.sock.fileno(),
-                                                 buffer.data(), buffer.size());
+    ssize_t n = co_await detail::IoAwaiter(detail::IoOp::Kind::Read, c.sock.fileno(), buffer.data(),
+                                           buffer.size());
+    if (n < 0 && c.closed) n = 0;
     if (n < 0) throw_os_error(static_cast<int>(-n), "recv");
     if (n == 0) c.eof = true;
     co_return static_cast<std::size_t>(n);
@@ -405,12 +428,8 @@ void StreamWriter::set_write_buffer_limits(std::size_t high, std::optional<std::
 
 std::optional<SocketAddress> StreamWriter::get_extra_info(std::string_view name) const {
     const detail::StreamConnection& c = conn(c_);
-    if (!c.sock) return std::nullopt;
-    try {
-        if (name == "peername") return c.sock.getpeername();
-        if (name == "sockname") return c.sock.getsockname();
-    } catch (const OSError&) {
-    }
+    if (name == "peername") return c.peername;
+    if (name == "sockname") return c.sockname;
     return std::nullopt;
 }
 
@@ -440,6 +459,15 @@ std::pair<StreamReader, StreamWriter> open_stream(Socket sock, std::size_t limit
     const int family = sock.family();
     if ((family == AF_INET || family == AF_INET6) && sock.type() == SOCK_STREAM) {
         sock.set_nodelay(true);  // as asyncio: small writes go out at once
+    }
+    try {
+        c->peername = sock.getpeername();
+    } catch (const OSError&) {
+        // not connected, or an unnamed Unix-domain peer
+    }
+    try {
+        c->sockname = sock.getsockname();
+    } catch (const OSError&) {
     }
     c->sock = std::move(sock);
     c->limit = limit;
@@ -489,7 +517,7 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
     std::vector<SocketAddress> addresses;
     ClientConnected on_client;
     std::size_t limit = kDefaultStreamLimit;
-    std::vector<AnyTask> acceptors;
+    std::vector<Task<void>> acceptors;  // kept after close(), for wait_closed()
     bool serving = false;
     // Connections accepted and not yet closed.
     std::vector<std::weak_ptr<StreamConnection>> clients;
@@ -507,8 +535,7 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
     void close() {
         if (!serving) return;
         serving = false;
-        for (AnyTask& t : acceptors) t.cancel();
-        acceptors.clear();
+        for (Task<void>& t : acceptors) t.cancel();
         for (Socket& s : listeners) s.close();
         update_idle();
     }
@@ -535,11 +562,16 @@ Coro<void> run_client(std::shared_ptr<ServerState> server, StreamReader reader,
         // asyncio logs an exception from a client callback and closes the connection.
         get_running_loop().call_exception_handler(ExceptionContext{
             "Unhandled exception in client_connected_cb", std::current_exception(), {}, {}});
-        writer.abort();
+        writer.close();  // as asyncio: what it had queued is still sent
     }
 }
 
-Coro<void> accept_loop(std::shared_ptr<ServerState> server, std::size_t index) {
+// Takes the server weakly: the server keeps its accept tasks' handles (for wait_closed), so a
+// strong parameter would keep the finished task's frame and the server alive in a cycle. The
+// local below holds the server while the task runs, and goes when it ends.
+Coro<void> accept_loop(std::weak_ptr<ServerState> weak, std::size_t index) {
+    std::shared_ptr<ServerState> server = weak.lock();
+    if (!server) co_return;
     Socket& listener = server->listeners[index];
     for (;;) {
         std::pair<Socket, SocketAddress> accepted;
@@ -661,17 +693,23 @@ Coro<void> Server::wait_closed() {
     auto s = s_;
     if (!s) co_return;
     co_await s->idle.wait();
+    // The accept tasks end soon after close() cancels them; wait for that too.
+    std::vector<Task<void>> acceptors = s->acceptors;
+    if (!acceptors.empty()) co_await corio::wait(std::move(acceptors));
 }
 
 Coro<void> Server::serve_forever() {
     auto s = s_;
     if (!s || !s->serving) throw RuntimeError("the server is closed");
+    std::exception_ptr cancelled;
     try {
         co_await s->idle.wait();  // set once the server is closed and its clients are gone
     } catch (const CancelledError&) {
         s->close();
-        throw;
+        cancelled = std::current_exception();
     }
+    if (cancelled) std::rethrow_exception(cancelled);
+    co_await Server(s).wait_closed();
 }
 
 void Server::close_clients() {
