@@ -75,22 +75,22 @@ void run(A&& body, Options options = {}) {
 }  // namespace corio::testing
 
 // Records a failure and ends the test body when `condition` is false.
-#define CORIO_ASSERT(condition)                                                           \
-    do {                                                                                  \
-        if (!(condition)) {                                                               \
-            ADD_FAILURE() << "CORIO_ASSERT(" #condition ") failed";                        \
-            throw ::corio::testing::AssertionAbort{};                                     \
-        }                                                                                 \
+#define CORIO_ASSERT(condition)                                     \
+    do {                                                            \
+        if (!(condition)) {                                         \
+            ADD_FAILURE() << "CORIO_ASSERT(" #condition ") failed"; \
+            throw ::corio::testing::AssertionAbort{};               \
+        }                                                           \
     } while (false)
 
 // A GoogleTest test whose body is a corio::Coro<>, run by corio::testing::run().
 #define CORIO_TEST(suite, name) CORIO_TEST_WITH(suite, name, {})
 
 // The same with corio::testing::Options, e.g. {.virtual_clock = corio::VirtualClock{}}.
-#define CORIO_TEST_WITH(suite, name, ...)                                                     \
-    static ::corio::Coro<> corio_test_body_##suite##_##name();                                \
-    TEST(suite, name) {                                                                       \
-        ::corio::testing::run(corio_test_body_##suite##_##name(),                            \
-                              ::corio::testing::Options __VA_ARGS__);                         \
-    }                                                                                         \
+#define CORIO_TEST_WITH(suite, name, ...)                             \
+    static ::corio::Coro<> corio_test_body_##suite##_##name();        \
+    TEST(suite, name) {                                               \
+        ::corio::testing::run(corio_test_body_##suite##_##name(),     \
+                              ::corio::testing::Options __VA_ARGS__); \
+    }                                                                 \
     static ::corio::Coro<> corio_test_body_##suite##_##name()
