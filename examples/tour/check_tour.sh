@@ -49,7 +49,7 @@ fi
 
 # The lessons, each once and in order.
 previous=0
-for n in 1 2 3 4 5 6; do
+for n in 1 2 3 4 5 6 7; do
     line=$(grep -n -m1 "^lesson $n: " <<<"$output" | cut -d: -f1)
     if [[ -z $line ]]; then
         fail "no line beginning with 'lesson $n:'"
@@ -145,6 +145,10 @@ fi
 if [[ $(grep -c 'every record processed once; 2 workers stopped by shutdown()' <<<"$output") != 2 ]]; then
     fail "lesson 6: both pipelines must process every record once and stop both workers"
 fi
+
+# Lesson 7: a thousand connections, all open at once, all echoed, on the loop's one thread.
+expect "lesson 7" '^  1000 of 1000 echoes correct in [0-9.]+ ms; the server had 1000 connections open at once,$'
+expect "lesson 7" '^  all served on 1 thread\(s\), the same one the clients ran on$'
 
 # The end: a tour that stops early, yet exits 0, still fails.
 if [[ $(tail -n 1 <<<"$output") != "tour finished" ]]; then
