@@ -69,7 +69,7 @@ bool ReadinessBackend::attempt(IoOp& op) noexcept {
 bool ReadinessBackend::submit(IoOp& op) {
     if (op.fd < 0) throw std::system_error(EBADF, std::generic_category(), "invalid descriptor");
     // Try first: a transfer that can proceed now never touches the kernel's wait machinery.
-    if (op.transfers() && attempt(op)) return true;
+    if (op.transfers() && op.try_first && attempt(op)) return true;
 
     FdState& s = ensure_state(op.fd);
     (op.reads() ? s.readers : s.writers).push_back(op);
@@ -133,9 +133,18 @@ void ReadinessBackend::process(List<IoOp>& list) {
 void ReadinessBackend::dispatch(int fd, bool in, bool out) {
     FdState* s = state(fd);
     if (s == nullptr) return;
-    if (in) process(s->readers);
+    // Read interest is narrowed only when a readable event finds nobody waiting: a reader that
+    // was served usually reads again soon (a connection alternating between reading and
+    // writing), and dropping the interest now would cost two epoll_ctl calls per read. Write
+    // interest goes as soon as nobody waits: a socket is writable nearly always, so keeping it
+    // would only make the next poll return at once for nobody.
+    std::uint32_t unused = 0;
+    if (in) {
+        if (s->readers.empty()) unused |= kIn;
+        process(s->readers);
+    }
     if (out) process(s->writers);
-    std::uint32_t want = wanted(*s);
+    const std::uint32_t want = ((s->interest & kIn & ~unused) | wanted(*s));
     if (want != s->interest) {
         try {
             set_interest(fd, *s, want);

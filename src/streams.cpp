@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "corio/detail/io.hpp"
 
@@ -19,9 +20,13 @@ struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
     Socket sock;
     std::size_t limit = kDefaultStreamLimit;
 
-    // Reading: in[in_pos, in.size()) has been received and not yet read.
-    std::string in;
-    std::size_t in_pos = 0;
+    // Reading: in[in_begin, in_end) has been received and not yet read. A plain array: growing
+    // a std::string would zero-fill every receive's room.
+    std::unique_ptr<char[]> in;
+    std::size_t in_cap = 0;
+    std::size_t in_begin = 0;
+    std::size_t in_end = 0;
+    bool drained = false;  // the last receive came back short: wait before the next one
     bool eof = false;
     bool reading = false;
 
@@ -45,41 +50,49 @@ struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
     StreamConnection() { below_low.set(); }
     ~StreamConnection() { finish_close(); }
 
-    std::size_t available() const noexcept { return in.size() - in_pos; }
+    std::size_t available() const noexcept { return in_end - in_begin; }
+    std::string_view unread() const noexcept { return {in.get() + in_begin, available()}; }
     std::size_t queued() const noexcept { return inflight.size() - inflight_pos + out.size(); }
     // Also for the peer's name and ours, which stay known after the socket is closed.
     std::optional<SocketAddress> peername;
     std::optional<SocketAddress> sockname;
 
     std::string take(std::size_t n) {
-        std::string s = in.substr(in_pos, n);
-        in_pos += n;
-        if (in_pos == in.size()) {
-            in.clear();
-            in_pos = 0;
-        }
+        std::string s(in.get() + in_begin, n);
+        in_begin += n;
+        if (in_begin == in_end) in_begin = in_end = 0;
         return s;
+    }
+
+    static constexpr std::size_t kChunk = 16 * 1024;
+
+    // Makes room for at least `want` bytes after the unread data; returns the room there is.
+    std::size_t reserve(std::size_t want) {
+        if (in_cap - in_end >= want) return in_cap - in_end;
+        const std::size_t have = available();
+        if (in_begin > 0 && in_cap - have >= want) {  // slide the unread data to the front
+            std::memmove(in.get(), in.get() + in_begin, have);
+        } else {
+            const std::size_t cap = std::max(in_cap * 2, have + want);
+            auto bigger = std::make_unique_for_overwrite<char[]>(cap);
+            if (have > 0) std::memcpy(bigger.get(), in.get() + in_begin, have);
+            in = std::move(bigger);
+            in_cap = cap;
+        }
+        in_begin = 0;
+        in_end = have;
+        return in_cap - in_end;
     }
 
     // Receives more into the buffer; false at the end of the stream.
     Coro<bool> fill() {
         if (closed) eof = true;  // closed here: the reads end as at the end of the stream
         if (eof) co_return false;
-        if (in_pos > 0 && in_pos * 2 >= in.size()) {  // reclaim the consumed front
-            in.erase(0, in_pos);
-            in_pos = 0;
-        }
-        const std::size_t old = in.size();
-        const std::size_t chunk = std::max<std::size_t>(limit, 16 * 1024);
-        in.resize(old + chunk);
-        ssize_t n = 0;
-        try {
-            n = co_await IoAwaiter(IoOp::Kind::Read, sock.fileno(), in.data() + old, chunk);
-        } catch (...) {
-            in.resize(old);
-            throw;
-        }
-        in.resize(old + static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
+        const std::size_t room = reserve(kChunk);
+        ssize_t n =
+            co_await IoAwaiter(IoOp::Kind::Read, sock.fileno(), in.get() + in_end, room, !drained);
+        if (n > 0) in_end += static_cast<std::size_t>(n);
+        drained = n >= 0 && static_cast<std::size_t>(n) < room;
         if (n < 0 && closed) n = 0;  // closed while the read waited (as asyncio: end of stream)
         if (n < 0) throw_os_error(static_cast<int>(-n), "recv");
         if (n == 0) eof = true;
@@ -273,7 +286,7 @@ Coro<std::string> StreamReader::readuntil(std::vector<std::string> separators) {
     detail::StreamConnection::ReadScope scope(c, "readuntil");
     std::size_t searched = 0;  // bytes of the buffer known to start no separator
     for (;;) {
-        const std::string_view data(c.in.data() + c.in_pos, c.available());
+        const std::string_view data = c.unread();
         // The shortest chunk wins: the separator that ends first, the shorter one on a tie
         // (Python 3.13).
         std::size_t best = std::string_view::npos;
@@ -320,7 +333,7 @@ Coro<std::string> StreamReader::readline() {
     }
     if (overrun) {
         // Drop the over-long line (up to its newline if it is there), as asyncio does.
-        const std::string_view data(c.in.data() + c.in_pos, c.available());
+        const std::string_view data = c.unread();
         if (data.size() > consumed && data[consumed] == '\n') {
             c.take(consumed + 1);
         } else {
@@ -338,7 +351,7 @@ Coro<std::size_t> StreamReader::read_into(std::span<char> buffer) {
     if (buffer.empty()) co_return 0;
     if (c.available() > 0) {
         const std::size_t n = std::min(buffer.size(), c.available());
-        std::copy_n(c.in.data() + c.in_pos, n, buffer.data());
+        std::copy_n(c.in.get() + c.in_begin, n, buffer.data());
         c.take(n);
         co_return n;
     }
@@ -346,7 +359,8 @@ Coro<std::size_t> StreamReader::read_into(std::span<char> buffer) {
     if (c.eof) co_return 0;
     // Straight from the socket into the caller's buffer.
     ssize_t n = co_await detail::IoAwaiter(detail::IoOp::Kind::Read, c.sock.fileno(), buffer.data(),
-                                           buffer.size());
+                                           buffer.size(), !c.drained);
+    c.drained = n >= 0 && static_cast<std::size_t>(n) < buffer.size();
     if (n < 0 && c.closed) n = 0;
     if (n < 0) throw_os_error(static_cast<int>(-n), "recv");
     if (n == 0) c.eof = true;

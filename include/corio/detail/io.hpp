@@ -27,13 +27,15 @@ struct IoAwaiter : IoOp, Waiter {
     TaskCore* task = nullptr;
     bool cancelled = false;
 
-    IoAwaiter(Kind k, int descriptor, void* buffer, std::size_t length) noexcept {
+    IoAwaiter(Kind k, int descriptor, void* buffer, std::size_t length,
+              bool try_at_once = true) noexcept {
         kind = k;
         fd = descriptor;
         buf = buffer;
         len = length;
+        try_first = try_at_once;
     }
-    IoAwaiter(const IoAwaiter& o) noexcept : IoAwaiter(o.kind, o.fd, o.buf, o.len) {}
+    IoAwaiter(const IoAwaiter& o) noexcept : IoAwaiter(o.kind, o.fd, o.buf, o.len, o.try_first) {}
     IoAwaiter& operator=(const IoAwaiter&) = delete;
     ~IoAwaiter() {
         if (linked()) LoopAccess::withdraw(*task->loop, *this);

@@ -107,6 +107,9 @@ struct IoOp : ListHook {
     };
     Kind kind = Kind::Readable;
     bool persistent = false;  // stays registered after completing (add_reader/add_writer)
+    // Try the system call before waiting (the default). False when the caller knows the
+    // descriptor has nothing for it now (its previous read came back short).
+    bool try_first = true;
     int fd = -1;
     void* buf = nullptr;
     std::size_t len = 0;
