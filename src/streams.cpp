@@ -64,7 +64,7 @@ struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
         return s;
     }
 
-    static constexpr std::size_t kChunk = 16 * 1024;
+    static constexpr std::size_t kChunk = 64 * 1024;  // room per receive (not zero-filled)
 
     // Makes room for at least `want` bytes after the unread data; returns the room there is.
     std::size_t reserve(std::size_t want) {
