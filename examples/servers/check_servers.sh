@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Usage: check_servers.sh <dir with echo_server, chat_server, http_hello>
+# Usage: check_servers.sh <dir with echo_server, chat_server, http_hello, echo_client>
 #
 # Starts each server example on a free port, drives it with clients corio did not write
 # (Python's asyncio for echo and chat, curl for HTTP), then stops it with SIGTERM or SIGINT and
-# checks it shut down cleanly (exit status 0, "stopped" printed).
+# checks it shut down cleanly (exit status 0, "stopped" printed). Then runs corio's echo_client
+# against an echo server written with Python's asyncio.
 set -uo pipefail
 
 dir=${1:?usage: check_servers.sh <dir>}
@@ -113,6 +114,42 @@ if start http_hello; then
     [[ $code == 405 ]] || fail "http_hello: POST gave HTTP $code (expected 405)"
     stop http_hello TERM
 fi
+
+# --- echo_client against a Python asyncio echo server -------------------------------------------
+"$python" - >"$work/pyserver.out" 2>"$work/pyserver.err" <<'PY' &
+import asyncio, signal, sys
+async def echo(reader, writer):
+    while line := await reader.readline():
+        writer.write(line)
+        await writer.drain()
+    writer.close()
+async def main():
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    server.close()
+    await server.wait_closed()
+asyncio.run(main())
+PY
+pypid=$!
+pyport=""
+for _ in $(seq 1 100); do
+    pyport=$(head -n 1 "$work/pyserver.out")
+    [[ -n $pyport ]] && break
+    sleep 0.05
+done
+if [[ -z $pyport ]]; then
+    fail "the Python asyncio echo server did not start"
+else
+    replies=$("$dir/echo_client" "$pyport" 127.0.0.1 "first line" "second line")
+    status=$?
+    ((status == 0)) || fail "echo_client exited with status $status against the asyncio server"
+    [[ $replies == $'first line\nsecond line' ]] || fail "echo_client printed '$replies'"
+fi
+kill -TERM "$pypid" 2>/dev/null
+wait "$pypid" 2>/dev/null
 
 if ((failures > 0)); then
     echo "check_servers: $failures check(s) failed" >&2
