@@ -6,12 +6,11 @@
 // Serves until SIGINT or SIGTERM, then exits 0. Try it with `curl http://127.0.0.1:8080/`.
 #include <algorithm>
 #include <cctype>
-#include <csignal>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 
 #include "corio/corio.hpp"
+#include "serve.hpp"
 
 namespace {
 
@@ -58,35 +57,8 @@ corio::Coro<> http(corio::StreamReader reader, corio::StreamWriter writer) {
     co_await writer.wait_closed();
 }
 
-corio::Coro<int> serve(std::string host, std::uint16_t port) {
-    corio::EventLoop& loop = corio::get_running_loop();
-    corio::Event stop;
-    loop.add_signal_handler(SIGINT, [&] { stop.set(); });
-    loop.add_signal_handler(SIGTERM, [&] { stop.set(); });
-    corio::ClientConnected handler = http;
-    corio::Server server = co_await corio::start_server(handler, host, port);
-    for (const corio::SocketAddress& a : server.addresses())
-        std::printf("http_hello: listening on %s\n", a.to_string().c_str());
-    co_await stop.wait();
-    server.close();
-    server.close_clients();
-    co_await server.wait_closed();
-    loop.remove_signal_handler(SIGINT);
-    loop.remove_signal_handler(SIGTERM);
-    std::printf("http_hello: stopped\n");
-    co_return 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::setvbuf(stdout, nullptr, _IOLBF, 0);
-    const auto port = static_cast<std::uint16_t>(argc > 1 ? std::atoi(argv[1]) : 8080);
-    const std::string host = argc > 2 ? argv[2] : "127.0.0.1";
-    try {
-        return corio::run(serve(host, port));
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "http_hello: %s\n", e.what());
-        return 1;
-    }
+    return serve_main("http_hello", 8080, http, argc, argv);
 }
