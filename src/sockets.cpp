@@ -218,20 +218,24 @@ void Socket::listen(int backlog) {
     if (::listen(checked(), backlog) < 0) throw_os_error(errno, "listen");
 }
 
-SocketAddress Socket::getsockname() const {
+namespace {
+
+// getsockname() or getpeername() of fd, as a SocketAddress.
+SocketAddress address_of(int fd, int (*query)(int, sockaddr*, socklen_t*), const char* what) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
-    if (::getsockname(checked(), reinterpret_cast<sockaddr*>(&ss), &len) < 0)
-        throw_os_error(errno, "getsockname");
+    if (query(fd, reinterpret_cast<sockaddr*>(&ss), &len) < 0) throw_os_error(errno, what);
     return SocketAddress::from_native(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
+}  // namespace
+
+SocketAddress Socket::getsockname() const {
+    return address_of(checked(), ::getsockname, "getsockname");
+}
+
 SocketAddress Socket::getpeername() const {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    if (::getpeername(checked(), reinterpret_cast<sockaddr*>(&ss), &len) < 0)
-        throw_os_error(errno, "getpeername");
-    return SocketAddress::from_native(reinterpret_cast<sockaddr*>(&ss), len);
+    return address_of(checked(), ::getpeername, "getpeername");
 }
 
 void Socket::setsockopt(int level, int name, int value) {

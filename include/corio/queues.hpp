@@ -112,6 +112,26 @@ class Ring {
     std::size_t size_ = 0;
 };
 
+// The put order of the items given back at one end of a store, ascending: where the next one
+// goes among them.
+class ReturnedRun {
+  public:
+    std::size_t size() const noexcept { return seqs_.size(); }
+    bool empty() const noexcept { return seqs_.empty(); }
+    // Records `seq` and returns its position in the run.
+    std::size_t insert(std::uint64_t seq) {
+        const auto at = std::upper_bound(seqs_.begin(), seqs_.end(), seq);
+        const auto index = static_cast<std::size_t>(at - seqs_.begin());
+        seqs_.insert(at, seq);
+        return index;
+    }
+    void pop_first() { seqs_.erase(seqs_.begin()); }
+    void pop_last() { seqs_.pop_back(); }
+
+  private:
+    std::vector<std::uint64_t> seqs_;
+};
+
 template <class T>
 class FifoStore {
   public:
@@ -119,19 +139,17 @@ class FifoStore {
     bool empty() const noexcept { return items_.empty(); }
     void push(T&& item) { items_.push_back(std::move(item)); }
     T pop() {
-        if (!returned_.empty()) returned_.erase(returned_.begin());
+        if (!returned_.empty()) returned_.pop_first();
         return items_.pop_front();
     }
     // Into the run of given-back items at the front, in put order.
     void put_back(T&& item, std::uint64_t seq) {
-        auto at = std::upper_bound(returned_.begin(), returned_.end(), seq) - returned_.begin();
-        returned_.insert(returned_.begin() + at, seq);
-        items_.insert(static_cast<std::size_t>(at), std::move(item));
+        items_.insert(returned_.insert(seq), std::move(item));
     }
 
   private:
     Ring<T> items_;
-    std::vector<std::uint64_t> returned_;  // put order of the given-back items at the front
+    ReturnedRun returned_;  // the given-back items at the front
 };
 
 template <class T>
@@ -141,21 +159,20 @@ class LifoStore {
     bool empty() const noexcept { return items_.empty(); }
     void push(T&& item) { items_.push_back(std::move(item)); }
     T pop() {
-        if (returned_.size() == items_.size()) returned_.pop_back();
+        if (returned_.size() == items_.size()) returned_.pop_last();
         T item = std::move(items_.back());
         items_.pop_back();
         return item;
     }
     // Older than everything above it: into the run of given-back items at the bottom.
     void put_back(T&& item, std::uint64_t seq) {
-        auto at = std::upper_bound(returned_.begin(), returned_.end(), seq) - returned_.begin();
-        returned_.insert(returned_.begin() + at, seq);
+        const auto at = static_cast<std::ptrdiff_t>(returned_.insert(seq));
         items_.insert(items_.begin() + at, std::move(item));
     }
 
   private:
     std::vector<T> items_;
-    std::vector<std::uint64_t> returned_;  // put order of the given-back items at the bottom
+    ReturnedRun returned_;  // the given-back items at the bottom
 };
 
 // A binary heap whose top is the smallest item by Compare (Python's heapq order).
