@@ -10,11 +10,13 @@ import json
 import os
 import platform
 import shlex
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import cell, cpu_model, ratio  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER = ROOT / "bench" / "peers" / "asyncio_micro.py"
@@ -85,32 +87,6 @@ def run_peer(loop, args):
             fail(f"unexpected bench/unit from {loop}: {line}")
         out.setdefault(r["bench"], []).append(r["value"])
     return out
-
-
-def fmt(v):
-    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
-
-
-def cell(values):
-    if not values:
-        return "missing"
-    return f"{fmt(statistics.median(values))} ({fmt(min(values))}–{fmt(max(values))})"
-
-
-def ratio(corio, peer, higher_is_better):
-    """>1 means corio is better."""
-    if not corio or not peer:
-        return "—"
-    c, p = statistics.median(corio), statistics.median(peer)
-    num, den = (c, p) if higher_is_better else (p, c)
-    return f"{num / den:.2f}x" if den > 0 else "—"
-
-
-def cpu_model():
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def report(args, samples, uvloop_version):

@@ -12,11 +12,13 @@ import platform
 import select
 import shlex
 import signal
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from report import cell, cpu_model, ratio  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS = {"corio": "corio_echo_server", "raw epoll": "raw_epoll_echo_server"}
@@ -134,32 +136,6 @@ def run_one(args, server_name, size, conns):
         "load_cpu_pct": 100 * r["client_cpu_s"] / r["seconds"],
         "rss_mib": rss_kib / 1024,
     }
-
-
-def fmt(v):
-    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
-
-
-def cell(values):
-    if not values:
-        return "missing"
-    return f"{fmt(statistics.median(values))} ({fmt(min(values))}–{fmt(max(values))})"
-
-
-def ratio(corio, raw, higher_is_better):
-    """> 1 means corio is better."""
-    if not corio or not raw:
-        return "—"
-    c, r = statistics.median(corio), statistics.median(raw)
-    num, den = (c, r) if higher_is_better else (r, c)
-    return f"{num / den:.2f}x" if den > 0 else "—"
-
-
-def cpu_model():
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def size_name(size):
