@@ -5,9 +5,9 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ clang clang-format libgtest-dev libgmock-dev libbenchmark-dev
-    libclang-rt-14-dev python3 git curl)
+    libclang-rt-14-dev python3 git curl socat netcat-openbsd)
 # libclang-rt-14-dev: clang's sanitizer runtimes; clang-format: the format check in .ci/run;
-# python3 and curl: clients of the server examples' tests.
+# python3, curl, socat and nc: clients of the server examples' tests.
 
 for arg in "$@"; do
     case $arg in
