@@ -61,6 +61,13 @@ void throw_os_error(int code, const std::string& what) {
             throw ConnectionResetError(code, what);
         case ETIMEDOUT:
             throw TimeoutError(os_message(code, what));
+        case ENOENT:
+            throw FileNotFoundError(code, what);
+        case EACCES:
+        case EPERM:
+            throw PermissionError(code, what);
+        case ESRCH:
+            throw ProcessLookupError(code, what);
         default:
             throw OSError(code, what);
     }

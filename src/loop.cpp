@@ -518,6 +518,9 @@ void EventLoop::close() {
         }
         map->clear();
     }
+    // A closed loop can no longer see its children exit: kill and reap the ones still running
+    // rather than leave them, and later their zombies, behind.
+    if (child_watcher_) detail::close_child_watcher(*child_watcher_);
     std::vector<detail::CallbackNode*> leftover;
     {
         std::lock_guard lock(ts_mutex_);

@@ -20,6 +20,8 @@
 //                                                  (socket, loop.sock_*)
 //   streams.hpp     open_connection, start_server, StreamReader, StreamWriter, Server
 //                                                  (asyncio.streams)
+//   subprocess.hpp create_subprocess_exec, create_subprocess_shell, Process, PIPE, DEVNULL, STDOUT
+//                                                  (asyncio.subprocess)
 //   errors.hpp      CancelledError, TimeoutError, ... (asyncio.exceptions)
 #pragma once
 
@@ -33,6 +35,7 @@
 #include "corio/runners.hpp"
 #include "corio/sockets.hpp"
 #include "corio/streams.hpp"
+#include "corio/subprocess.hpp"
 #include "corio/taskgroups.hpp"
 #include "corio/tasks.hpp"
 #include "corio/timeouts.hpp"

@@ -108,6 +108,20 @@ class ConnectionResetError : public ConnectionError {  // ECONNRESET
     using ConnectionError::ConnectionError;
 };
 
+// The errors of files and processes that a caller can act on (Python's names).
+class FileNotFoundError : public OSError {  // ENOENT
+  public:
+    using OSError::OSError;
+};
+class PermissionError : public OSError {  // EACCES, EPERM
+  public:
+    using OSError::OSError;
+};
+class ProcessLookupError : public OSError {  // ESRCH
+  public:
+    using OSError::OSError;
+};
+
 // Throws the OSError subclass Python would raise for `code` (ConnectionRefusedError for
 // ECONNREFUSED, TimeoutError for ETIMEDOUT, ...), with `what` saying what failed.
 [[noreturn]] void throw_os_error(int code, const std::string& what);

@@ -43,6 +43,9 @@ class Future;
 template <class T>
 class Coro;
 class ThreadPoolExecutor;
+namespace detail {
+class ChildWatcher;
+}  // namespace detail
 
 // Which kernel interface the loop waits with. Auto picks the best available (epoll on Linux);
 // the environment variable CORIO_BACKEND=epoll|poll overrides Auto.
@@ -396,6 +399,9 @@ class EventLoop {
     std::unordered_map<int, std::shared_ptr<std::function<void()>>> signal_handlers_;
     void add_signal_function(int sig, std::function<void()> fn);
     void dispatch_signals();
+
+    // Watches this loop's child processes (corio/subprocess.hpp); created with the first one.
+    std::shared_ptr<detail::ChildWatcher> child_watcher_;
 };
 
 // The loop running on this thread. Throws RuntimeError("no running event loop") outside one.
@@ -430,6 +436,9 @@ struct LoopAccess {
     }
     static const std::vector<FutureCore*>& cores(EventLoop& loop) noexcept { return loop.cores_; }
     static std::uint32_t next_task_id(EventLoop& loop) noexcept { return loop.next_task_id_++; }
+    static std::shared_ptr<ChildWatcher>& child_watcher(EventLoop& loop) noexcept {
+        return loop.child_watcher_;
+    }
     static void set_sigint_callback(EventLoop& loop, std::function<void()> fn) {
         loop.on_sigint_ = std::move(fn);
     }
@@ -454,6 +463,9 @@ inline void TaskCore::wake() noexcept {
 }
 
 EventLoop& running_loop_or_throw();
+
+// Kills and reaps the children the loop still watches (src/subprocess.cpp); for close().
+void close_child_watcher(ChildWatcher& watcher) noexcept;
 
 // The default exception handler's output, usable without a loop.
 void print_exception_context(const ExceptionContext& context) noexcept;
