@@ -49,7 +49,7 @@ fi
 
 # The lessons, each once and in order.
 previous=0
-for n in 1 2 3 4 5 6 7; do
+for n in 1 2 3 4 5 6 7 8; do
     line=$(grep -n -m1 "^lesson $n: " <<<"$output" | cut -d: -f1)
     if [[ -z $line ]]; then
         fail "no line beginning with 'lesson $n:'"
@@ -149,6 +149,12 @@ fi
 # Lesson 7: a thousand connections, all open at once, all echoed, on the loop's one thread.
 expect "lesson 7" '^  1000 of 1000 echoes correct in [0-9.]+ ms; the server had 1000 connections open at once,$'
 expect "lesson 7" '^  all served on 1 thread\(s\), the same one the clients ran on$'
+
+# Lesson 8: every number through sort and back, in order; a shell pipeline; a clear error.
+expect "lesson 8" '^  sort -n: 100000 numbers in, 100000 lines out, sorted: yes, from [0-9]+ to [0-9]+; exit status 0$'
+expect "lesson 8" "^  both sides took [0-9.]+ ms together, on the loop's one thread$"
+expect "lesson 8" '^  a shell pipeline printed "apple" and exited with 0$'
+expect "lesson 8" "^  a missing program: FileNotFoundError: \[Errno 2\] No such file or directory: 'no-such-command'$"
 
 # The end: a tour that stops early, yet exits 0, still fails.
 if [[ $(tail -n 1 <<<"$output") != "tour finished" ]]; then

@@ -12,6 +12,7 @@
 //   lesson 5  what is running: current_task, all_tasks, get_coro
 //   lesson 6  a bounded queue gives a pipeline back-pressure
 //   lesson 7  one thread serves a thousand connections
+//   lesson 8  a child process is a pair of streams
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -520,6 +521,88 @@ corio::Coro<> lesson7() {
         "  costs a coroutine frame and a registered descriptor, not a thread.\n");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Lesson 8: a child process is a pair of streams.
+
+constexpr int kNumbers = 100000;
+
+// Writes kNumbers pseudo-random numbers, one per line, waiting in drain() whenever the child
+// falls behind, then closes the child's stdin: that end of stream is what lets sort answer.
+corio::Coro<> feed_numbers(corio::StreamWriter& in) {
+    std::uint32_t x = 12345;
+    std::string chunk;
+    for (int i = 0; i < kNumbers; ++i) {
+        x = x * 1103515245u + 12345u;  // a fixed sequence: the same input every run
+        chunk += std::to_string((x >> 8) % 1000000) + "\n";
+        if (chunk.size() >= 4096 || i + 1 == kNumbers) {
+            in.write(chunk);
+            chunk.clear();
+            co_await in.drain();
+        }
+    }
+    in.close();
+    co_await in.wait_closed();
+}
+
+struct SortedOutput {
+    int lines = 0;
+    bool sorted = true;
+    long first = -1;
+    long last = -1;
+};
+
+corio::Coro<SortedOutput> read_sorted(corio::StreamReader& out) {
+    SortedOutput r;
+    for (;;) {
+        std::string line = co_await out.readline();
+        if (line.empty()) break;  // end of stream
+        const long v = std::stol(line);
+        if (r.lines > 0 && v < r.last) r.sorted = false;
+        if (r.lines == 0) r.first = v;
+        r.last = v;
+        ++r.lines;
+    }
+    co_return r;
+}
+
+corio::Coro<> lesson8() {
+    std::printf("lesson 8: a child process is a pair of streams\n");
+    std::printf(
+        "  `sort -n` runs as a child process; one task writes %d numbers to its stdin while\n"
+        "  another reads its stdout, line by line, and the loop waits for neither.\n",
+        kNumbers);
+    const corio::TimePoint start = now();
+    corio::Process sort = co_await corio::create_subprocess_exec(
+        {.in = corio::PIPE, .out = corio::PIPE}, "sort", "-n");
+    auto feeding = corio::create_task(feed_numbers(sort.in()));
+    auto reading = corio::create_task(read_sorted(sort.out()));
+    co_await feeding;
+    const SortedOutput out = co_await reading;
+    const int status = co_await sort.wait();
+    std::printf(
+        "  sort -n: %d numbers in, %d lines out, sorted: %s, from %ld to %ld; exit status %d\n",
+        kNumbers, out.lines, out.sorted ? "yes" : "no", out.first, out.last, status);
+    std::printf("  both sides took %.1f ms together, on the loop's one thread\n",
+                ms(now() - start));
+
+    // The shell, and what a failure looks like.
+    corio::Process shell = co_await corio::create_subprocess_shell(
+        "printf 'pear\\napple\\nfig\\n' | sort | head -n 1", {.out = corio::PIPE});
+    auto [first, ignored] = co_await shell.communicate();
+    (void)ignored;
+    while (!first.empty() && first.back() == '\n') first.pop_back();
+    std::printf("  a shell pipeline printed \"%s\" and exited with %d\n", first.c_str(),
+                *shell.returncode());
+    try {
+        co_await corio::create_subprocess_exec("no-such-command");
+    } catch (const corio::FileNotFoundError& e) {
+        std::printf("  a missing program: FileNotFoundError: %s\n", e.what());
+    }
+    std::printf(
+        "  The pipes are streams: write/drain and readline as on a socket, with the same\n"
+        "  back-pressure. communicate() does both sides at once for you.\n");
+}
+
 }  // namespace
 
 int main() {
@@ -552,6 +635,8 @@ int main() {
     corio::run(lesson6());
     std::printf("\n");
     corio::run(lesson7());
+    std::printf("\n");
+    corio::run(lesson8());
 
     std::printf("\ntour finished\n");
     return 0;

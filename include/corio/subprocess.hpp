@@ -71,19 +71,19 @@ inline constexpr Stdio DEVNULL{Stdio::Kind::DevNull};
 inline constexpr Stdio STDOUT{Stdio::Kind::Stdout};
 
 struct ProcessOptions {
-    Stdio in;   // the child's stdin
-    Stdio out;  // the child's stdout
-    Stdio err;  // the child's stderr
+    Stdio in{};   // the child's stdin
+    Stdio out{};  // the child's stdout
+    Stdio err{};  // the child's stderr
     // The child's working directory; unset: this process's.
-    std::optional<std::string> cwd;
+    std::optional<std::string> cwd{};
     // The child's whole environment; unset: this process's. The program is looked up in the
     // PATH of this environment, as Python's subprocess does.
-    std::optional<std::map<std::string, std::string>> env;
+    std::optional<std::map<std::string, std::string>> env{};
     // setsid() in the child: it gets a session and process group of its own, so a signal sent
     // to this process's group (Ctrl-C in a terminal) does not reach it.
     bool start_new_session = false;
     // setpgid(0, process_group) in the child (0: a new group whose id is the child's pid).
-    std::optional<pid_t> process_group;
+    std::optional<pid_t> process_group{};
     // The limit of the stdout/stderr readers' readline/readuntil.
     std::size_t limit = kDefaultStreamLimit;
 };
