@@ -9,6 +9,7 @@
 #include "corio/coro.hpp"
 #include "corio/events.hpp"
 #include "corio/executors.hpp"
+#include "corio/graph.hpp"
 
 namespace corio {
 namespace detail {
@@ -152,6 +153,15 @@ const char* EventLoop::backend_name() const noexcept {
 
 void EventLoop::throw_closed() {
     throw RuntimeError("Event loop is closed");
+}
+
+void EventLoop::check_thread() const {
+    const void* owner = running_thread_.load(std::memory_order_relaxed);
+    if (owner != nullptr && owner != &detail::t_state) {
+        throw RuntimeError(
+            "Non-thread-safe operation invoked on an event loop other than the current one "
+            "(from another thread, use call_soon_threadsafe)");
+    }
 }
 
 void Handle::cancel() noexcept {
@@ -322,9 +332,11 @@ void detail::LoopAccess::notify_signal(EventLoop& loop) noexcept {
 // --- descriptors ---------------------------------------------------------------------------
 
 void EventLoop::add_watch(int fd, bool read, detail::CallbackNode* node) {
-    if (closed_) {
+    try {
+        check_open_and_thread();
+    } catch (...) {
         node->release();
-        throw_closed();
+        throw;
     }
     auto& map = read ? readers_ : writers_;
     if (auto it = map.find(fd); it != map.end()) {
@@ -345,6 +357,8 @@ void EventLoop::add_watch(int fd, bool read, detail::CallbackNode* node) {
 
 bool EventLoop::remove_watch(int fd, bool read) {
     if (closed_) return false;
+    if (debug_) [[unlikely]]
+        check_thread();
     auto& map = read ? readers_ : writers_;
     auto it = map.find(fd);
     if (it == map.end()) return false;
@@ -392,9 +406,11 @@ void EventLoop::run_forever() {
     check_can_run();
     detail::t_state.running_loop = this;
     running_ = true;
+    running_thread_.store(&detail::t_state, std::memory_order_relaxed);
     struct Reset {
         EventLoop* loop;
         ~Reset() {
+            loop->running_thread_.store(nullptr, std::memory_order_relaxed);
             loop->stopping_ = false;
             loop->running_ = false;
             detail::t_state.running_loop = nullptr;
@@ -438,23 +454,44 @@ void EventLoop::run_once() {
     }
 }
 
-// Debug mode: reports the steps that hold the loop too long.
+// Debug mode: reports the steps that hold the loop too long. A task's report says between which
+// two co_awaits it ran (what held the loop is in between), and its call graph.
 void EventLoop::run_ready_timed(detail::ReadyQueue::Entry e) {
-    std::string what = "callback";
+    detail::TaskCore* task = nullptr;
+    detail::Ref<detail::TaskCore> keep;  // the step may finish the task and drop the loop's ref
+    SourceLocation from;
     if (e.kind == detail::RunKind::Task) {
-        auto* t = static_cast<detail::TaskCore*>(e.runnable);
-        SourceLocation c = t->coroutine();
-        what = "task " + t->name() + " (" + c.function + " at " + c.file + ":" +
-               std::to_string(c.line) + ")";
+        task = static_cast<detail::TaskCore*>(e.runnable);
+        keep = detail::Ref<detail::TaskCore>(task);
+        from = detail::innermost_location(*task);
     }
     // Real time, also under a virtual clock: a slow step is slow on the wall.
-    TimePoint start = Clock::now();
+    const TimePoint start = Clock::now();
     step(e);
-    Duration took = Clock::now() - start;
-    if (took >= slow_callback_duration) {
-        std::fprintf(stderr, "corio: executing %s took %.3f seconds\n", what.c_str(),
-                     std::chrono::duration<double>(took).count());
+    const Duration took = Clock::now() - start;
+    if (took < slow_callback_duration) return;
+    char seconds[32];
+    std::snprintf(seconds, sizeof seconds, "%.3f", std::chrono::duration<double>(took).count());
+    ExceptionContext ctx;
+    if (task == nullptr) {
+        ctx.message = std::string("Executing callback took ") + seconds + " seconds";
+    } else {
+        ctx.task = task->name();
+        ctx.coroutine = task->coroutine();
+        std::string span = " (from " + std::string(detail::base_name(from.file)) + ":" +
+                           std::to_string(from.line) + " in " + from.function + "() to ";
+        if (task->done()) {
+            span += "its end)";
+            ctx.location = from;
+        } else {
+            ctx.location = detail::innermost_location(*task);
+            span += std::string(detail::base_name(ctx.location.file)) + ":" +
+                    std::to_string(ctx.location.line) + " in " + ctx.location.function + "())";
+            ctx.call_graph = format_call_graph(AnyTask(task));
+        }
+        ctx.message = "Executing task " + ctx.task + " took " + seconds + " seconds" + span;
     }
+    call_exception_handler(ctx);
 }
 
 // --- closing -------------------------------------------------------------------------------
@@ -579,7 +616,20 @@ void detail::print_exception_context(const ExceptionContext& context) noexcept {
             }
             text += "\n";
         }
+        if (context.location.line != 0) {
+            text += "  at: " + std::string(context.location.function) + " at " +
+                    context.location.file + ":" + std::to_string(context.location.line) + "\n";
+        }
         if (context.exception) text += "  exception: " + describe(context.exception) + "\n";
+        if (!context.call_graph.empty()) {
+            std::size_t begin = 0;
+            while (begin < context.call_graph.size()) {
+                std::size_t end = context.call_graph.find('\n', begin);
+                if (end == std::string::npos) end = context.call_graph.size();
+                text += "  " + context.call_graph.substr(begin, end - begin) + "\n";
+                begin = end + 1;
+            }
+        }
         std::fputs(text.c_str(), stderr);
     } catch (...) {
         std::fputs("corio: an error occurred and could not be formatted\n", stderr);

@@ -11,7 +11,7 @@ bool is_interrupt(const std::exception_ptr& e) noexcept {
 
 // A child's link in the group, registered on the child's waiter list.
 struct TaskGroup::Child : ChildHook, detail::DoneWaiter {
-    AnyTask task;
+    AnyTask child;
     TaskGroup* group = nullptr;
 };
 
@@ -69,7 +69,8 @@ void TaskGroup::check_accepting() const {
 
 void TaskGroup::adopt(const AnyTask& task) {
     auto* c = new Child;
-    c->task = task;
+    c->child = task;
+    c->DoneWaiter::task = parent_.core();  // the group's children are awaited by its parent
     c->group = this;
     c->notify = [](detail::DoneWaiter* w, detail::FutureCore&) noexcept {
         auto* child = static_cast<Child*>(w);
@@ -81,7 +82,7 @@ void TaskGroup::adopt(const AnyTask& task) {
 
 void TaskGroup::on_child_done(Child& child) {
     static_cast<ChildHook&>(child).unlink();
-    AnyTask task = std::move(child.task);
+    AnyTask task = std::move(child.child);
     delete &child;
     if (joiner_ != nullptr && children_.empty()) {
         Joiner* j = joiner_;
@@ -113,7 +114,7 @@ void TaskGroup::on_child_done(Child& child) {
 void TaskGroup::abort() {
     aborting_ = true;
     children_.for_each([](Child& c) {
-        if (!c.task.done()) c.task.cancel();
+        if (!c.child.done()) c.child.cancel();
     });
 }
 

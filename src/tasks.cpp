@@ -4,6 +4,7 @@
 
 #include "corio/coro.hpp"
 #include "corio/events.hpp"
+#include "corio/graph.hpp"
 #include "corio/tasks.hpp"
 
 namespace corio::detail {
@@ -156,6 +157,25 @@ void FutureCore::report_unretrieved() noexcept {
     }
 }
 
+void report_never_awaited(const PromiseBase& p) noexcept {
+    EventLoop* loop = t_state.running_loop;
+    if (loop == nullptr || !loop->get_debug()) return;
+    try {
+        ExceptionContext ctx;
+        ctx.message = std::string("coroutine '") + p.def_function + "' was never awaited";
+        ctx.location = p.where();
+        // Where it was dropped: the running task, when there is one.
+        if (TaskCore* t = t_state.current_task) {
+            ctx.task = t->name();
+            ctx.coroutine = t->coroutine();
+            ctx.call_graph = format_call_graph(AnyTask(t));
+        }
+        loop->call_exception_handler(ctx);
+    } catch (...) {
+        // A report must never turn a destructor into a crash.
+    }
+}
+
 bool TaskCore::request_cancel(const std::string& message) {
     if (done()) return false;
     if (cancel_requests < UINT16_MAX) ++cancel_requests;
@@ -292,6 +312,7 @@ MultiWait::MultiWait(std::vector<FutureCore*> targets, Until until, OnCancel on_
         Node& n = nodes_[i];
         n.owner = this;
         n.index = i;
+        n.task = t_state.current_task;
         n.notify = [](DoneWaiter* w, FutureCore&) noexcept {
             auto* node = static_cast<Node*>(w);
             node->owner->on_done(node->index);

@@ -8,6 +8,7 @@
 //   futures.hpp     Future<T>                      (asyncio.futures)
 //   tasks.hpp       Task<T>, create_task, sleep, gather, wait, as_completed, shield,
 //                   current_task, all_tasks        (asyncio.tasks)
+//   graph.hpp       capture_call_graph, print_call_graph, format_call_graph (asyncio.graph)
 //   timeouts.hpp    timeout, timeout_at, wait_for  (asyncio.timeouts)
 //   taskgroups.hpp  TaskGroup, task_group          (asyncio.taskgroups)
 //   locks.hpp       Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier
@@ -30,6 +31,7 @@
 #include "corio/events.hpp"
 #include "corio/executors.hpp"
 #include "corio/futures.hpp"
+#include "corio/graph.hpp"
 #include "corio/locks.hpp"
 #include "corio/queues.hpp"
 #include "corio/runners.hpp"

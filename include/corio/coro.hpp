@@ -142,6 +142,10 @@ struct PromiseBase : TaskCore {
     void finish_task() noexcept;
 };
 
+// Debug mode: reports a coroutine destroyed without ever having run (Python's "coroutine ...
+// was never awaited").
+void report_never_awaited(const PromiseBase& p) noexcept;
+
 template <class T>
 struct Promise : PromiseBase {
     static_assert(!std::is_reference_v<T>, "corio::Coro<T&> is not supported; return a pointer");
@@ -177,6 +181,10 @@ class [[nodiscard]] Coro {
     using promise_type = detail::Promise<T>;
     using value_type = T;
     using handle_type = std::coroutine_handle<promise_type>;
+    // An await chain is walked through type-erased handles (corio/graph.hpp), which finds each
+    // promise at the offset of PromiseBase's: equal alignment is what guarantees that.
+    static_assert(alignof(promise_type) == alignof(detail::PromiseBase),
+                  "corio::Coro<T> does not support an over-aligned T: return it in a box");
 
     Coro() noexcept = default;
     explicit Coro(handle_type h) noexcept : h_(h) {}
@@ -226,7 +234,11 @@ class [[nodiscard]] Coro {
         return h_;
     }
     void reset() noexcept {
-        if (h_) h_.destroy();
+        if (h_) {
+            if (!h_.promise().claimed()) [[unlikely]]
+                detail::report_never_awaited(h_.promise());
+            h_.destroy();
+        }
         h_ = {};
     }
 

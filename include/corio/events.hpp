@@ -75,10 +75,15 @@ struct LoopOptions {
 
 // What is passed to the exception handler (asyncio's context dict).
 struct ExceptionContext {
-    std::string message;
-    std::exception_ptr exception;  // may be null
-    std::string task;              // name of the task concerned, if any
-    SourceLocation coroutine;      // that task's coroutine, if known
+    std::string message{};
+    std::exception_ptr exception{};  // may be null
+    std::string task{};              // name of the task concerned, if any
+    SourceLocation coroutine{};      // that task's coroutine, if known
+    // Where it happened, when known: the co_await at which a slow step ended, where a coroutine
+    // that was never awaited is defined, ...
+    SourceLocation location{};
+    // The task's await chain and the tasks awaiting it (corio/graph.hpp), in debug mode.
+    std::string call_graph{};
 };
 
 namespace detail {
@@ -185,7 +190,7 @@ class EventLoop {
     // Runs f(args...) on a later pass of the loop, in the order scheduled.
     template <class F, class... Args>
     Handle call_soon(F&& f, Args&&... args) {
-        check_open();
+        check_open_and_thread();
         auto* node = make_node(std::forward<F>(f), std::forward<Args>(args)...);
         node->add_ref();  // the queue's reference
         ready_.push(node, detail::RunKind::Callback);
@@ -204,7 +209,7 @@ class EventLoop {
     // Runs f(args...) at `when` (a point of loop.time()).
     template <class F, class... Args>
     TimerHandle call_at(TimePoint when, F&& f, Args&&... args) {
-        check_open();
+        check_open_and_thread();
         auto* node =
             make_node<detail::TimedCallback>(std::forward<F>(f), std::forward<Args>(args)...);
         node->add_ref();  // the heap's reference
@@ -331,6 +336,14 @@ class EventLoop {
     void check_open() const {
         if (closed_) throw_closed();
     }
+    // Debug mode also catches a call from a thread that is not the running loop's (asyncio's
+    // _check_thread): such a call races with the loop instead of using call_soon_threadsafe.
+    void check_open_and_thread() const {
+        check_open();
+        if (debug_) [[unlikely]]
+            check_thread();
+    }
+    void check_thread() const;
     [[noreturn]] static void throw_closed();
     // RuntimeError unless the loop can start running now (asyncio's checks, in its order).
     void check_can_run() const;
@@ -367,6 +380,8 @@ class EventLoop {
     bool stopping_ = false;
     bool debug_ = false;
     bool virtual_clock_ = false;
+    // The running thread's corio::detail::t_state, an identity for the thread (debug checks).
+    std::atomic<const void*> running_thread_{nullptr};
     Duration autojump_threshold_{};
     TimePoint virtual_now_{};
     unsigned passes_since_poll_ = 0;

@@ -45,7 +45,6 @@ struct AwaitCore : DoneWaiter, Waiter {
     bool shielded = false;
     bool suspended = false;
     bool abandoned = false;  // shielded wait given up because the awaiting task was cancelled
-    TaskCore* task = nullptr;
 
     explicit AwaitCore(FutureCore* t, bool shield = false) noexcept : target(t), shielded(shield) {}
     AwaitCore(const AwaitCore& o) noexcept

@@ -190,7 +190,7 @@ Task<run_result_t<A>> EventLoop::create_task(A&& aw, std::string name) {
     using D = std::remove_cvref_t<A>;
     static_assert(!detail::is_coro<D>::value || std::is_rvalue_reference_v<A&&>,
                   "corio::create_task takes a Coro by value: pass f() or std::move(coro)");
-    check_open();
+    check_open_and_thread();
     Coro<T> coro;
     if constexpr (detail::is_coro<D>::value) {
         coro = std::move(aw);

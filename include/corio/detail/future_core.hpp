@@ -37,6 +37,9 @@ struct DoneWaiter {
     DoneWaiter* next = nullptr;
     DoneWaiter** pprev = nullptr;  // the pointer that points at this node, when linked
     void (*notify)(DoneWaiter*, FutureCore&) = nullptr;
+    // The task that waits, when one does (a done callback has none): what a call graph lists as
+    // "awaited by" (corio/graph.hpp).
+    TaskCore* task = nullptr;
 
     bool linked() const noexcept { return pprev != nullptr; }
     void unlink() noexcept {
@@ -88,6 +91,10 @@ class WaiterList {
     }
     void clear() noexcept {
         while (head_ != nullptr) head_->unlink();
+    }
+    template <class F>
+    void for_each(F&& f) const {
+        for (const DoneWaiter* w = head_; w != nullptr; w = w->next) f(*w);
     }
 
   private:
