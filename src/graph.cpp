@@ -36,6 +36,11 @@ SourceLocation innermost_location(const TaskCore& task) {
     return {top.front().file, top.front().function, top.front().line};
 }
 
+std::string format_frame(const FrameCallGraphEntry& e) {
+    return std::string("|   File '") + e.file + "', line " + std::to_string(e.line) +
+           ", in async " + e.function + "()";
+}
+
 const char* base_name(const char* path) noexcept {
     const char* slash = std::strrchr(path, '/');
     return slash != nullptr ? slash + 1 : path;
@@ -80,10 +85,7 @@ void render(const FutureCallGraph& g, std::string& out, int level) {
     line("* Task(name='" + g.task.get_name() + "', id=" + id + ")");
     if (!g.call_stack.empty()) {
         line("  + Call stack:");
-        for (const FrameCallGraphEntry& e : g.call_stack) {
-            line(std::string("  |   File '") + e.file + "', line " + std::to_string(e.line) +
-                 ", in async " + e.function + "()");
-        }
+        for (const FrameCallGraphEntry& e : g.call_stack) line("  " + detail::format_frame(e));
     }
     if (!g.awaited_by.empty()) {
         line("  + Awaited by:");

@@ -10,6 +10,7 @@
 #include "corio/events.hpp"
 #include "corio/executors.hpp"
 #include "corio/graph.hpp"
+#include "watchdog.hpp"
 
 namespace corio {
 namespace detail {
@@ -131,6 +132,26 @@ EventLoop::EventLoop(LoopOptions options)
         autojump_threshold_ = clock->autojump_threshold;
         virtual_now_ = Clock::now();
     }
+    if (options.watchdog) {
+        set_watchdog(std::move(options.watchdog));
+    } else if (const char* ms = std::getenv("CORIO_WATCHDOG"); ms != nullptr && *ms != '\0') {
+        char* end = nullptr;
+        const long value = std::strtol(ms, &end, 10);
+        if (*end != '\0' || value <= 0)
+            throw RuntimeError(std::string("CORIO_WATCHDOG must be a threshold in milliseconds, "
+                                           "not '") +
+                               ms + "'");
+        set_watchdog(WatchdogOptions{std::chrono::milliseconds(value)});
+    } else if (debug_) {
+        set_watchdog(WatchdogOptions{});
+    }
+}
+
+void EventLoop::set_watchdog(std::optional<WatchdogOptions> options) {
+    if (running_) throw RuntimeError("set_watchdog() cannot be called while the loop runs");
+    check_open();
+    watchdog_.reset();
+    if (options) watchdog_ = std::make_unique<detail::Watchdog>(std::move(*options));
 }
 
 void EventLoop::advance_time(Duration d) {
@@ -153,6 +174,22 @@ const char* EventLoop::backend_name() const noexcept {
 
 void EventLoop::throw_closed() {
     throw RuntimeError("Event loop is closed");
+}
+
+LoopStats EventLoop::stats() const {
+    LoopStats s;
+    s.iterations = stat_iterations_;
+    s.polls = stat_polls_;
+    s.task_steps = stat_steps_[static_cast<std::size_t>(detail::RunKind::Task)];
+    s.callbacks = stat_steps_[static_cast<std::size_t>(detail::RunKind::Callback)] +
+                  stat_steps_[static_cast<std::size_t>(detail::RunKind::Watch)];
+    Duration total = stat_run_total_;
+    if (running_) total += Clock::now() - run_started_;
+    s.time_polling = stat_polling_;
+    s.time_running = total > stat_polling_ ? total - stat_polling_ : Duration::zero();
+    s.longest_step = longest_step_;
+    s.longest_step_task = longest_step_task_;
+    return s;
 }
 
 void EventLoop::check_thread() const {
@@ -407,9 +444,13 @@ void EventLoop::run_forever() {
     detail::t_state.running_loop = this;
     running_ = true;
     running_thread_.store(&detail::t_state, std::memory_order_relaxed);
+    run_started_ = Clock::now();
+    if (watchdog_) watchdog_->loop_started(run_started_);
     struct Reset {
         EventLoop* loop;
         ~Reset() {
+            if (loop->watchdog_) loop->watchdog_->loop_stopped();
+            loop->stat_run_total_ += Clock::now() - loop->run_started_;
             loop->running_thread_.store(nullptr, std::memory_order_relaxed);
             loop->stopping_ = false;
             loop->running_ = false;
@@ -424,6 +465,7 @@ void EventLoop::run_forever() {
 }
 
 inline void EventLoop::step(detail::ReadyQueue::Entry e) {
+    ++stat_steps_[static_cast<std::size_t>(e.kind)];
     if (e.kind == detail::RunKind::Task) {
         detail::task_step(e.runnable);
     } else if (e.kind == detail::RunKind::Callback) {
@@ -434,11 +476,19 @@ inline void EventLoop::step(detail::ReadyQueue::Entry e) {
 }
 
 void EventLoop::run_once() {
+    ++stat_iterations_;
     if (ready_.empty() || passes_since_poll_ >= detail::kPollEvery) {
         passes_since_poll_ = 0;
         const bool idle = ready_.empty() && !stopping_;
         int timeout = idle ? poll_timeout_ms() : 0;
-        if (backend_->poll(timeout)) drain_threadsafe();
+        if (watchdog_) watchdog_->before_poll();
+        const TimePoint before = Clock::now();
+        const bool woken = backend_->poll(timeout);
+        const TimePoint after = Clock::now();
+        if (watchdog_) watchdog_->after_poll(after);
+        stat_polling_ += after - before;
+        ++stat_polls_;
+        if (woken) drain_threadsafe();
         if (virtual_clock_ && idle && ready_.empty()) jump_to_next_timer();
     } else {
         ++passes_since_poll_;
@@ -460,15 +510,21 @@ void EventLoop::run_ready_timed(detail::ReadyQueue::Entry e) {
     detail::TaskCore* task = nullptr;
     detail::Ref<detail::TaskCore> keep;  // the step may finish the task and drop the loop's ref
     SourceLocation from;
+    bool fresh = false;  // its first step: it starts at the top of its coroutine
     if (e.kind == detail::RunKind::Task) {
         task = static_cast<detail::TaskCore*>(e.runnable);
         keep = detail::Ref<detail::TaskCore>(task);
         from = detail::innermost_location(*task);
+        fresh = !task->started;
     }
     // Real time, also under a virtual clock: a slow step is slow on the wall.
     const TimePoint start = Clock::now();
     step(e);
     const Duration took = Clock::now() - start;
+    if (took > longest_step_) {
+        longest_step_ = took;
+        longest_step_task_ = task != nullptr ? task->name() : std::string();
+    }
     if (took < slow_callback_duration) return;
     char seconds[32];
     std::snprintf(seconds, sizeof seconds, "%.3f", std::chrono::duration<double>(took).count());
@@ -478,8 +534,10 @@ void EventLoop::run_ready_timed(detail::ReadyQueue::Entry e) {
     } else {
         ctx.task = task->name();
         ctx.coroutine = task->coroutine();
-        std::string span = " (from " + std::string(detail::base_name(from.file)) + ":" +
-                           std::to_string(from.line) + " in " + from.function + "() to ";
+        std::string span = fresh
+                               ? " (from the start of " + std::string(from.function) + "() to "
+                               : " (from " + std::string(detail::base_name(from.file)) + ":" +
+                                     std::to_string(from.line) + " in " + from.function + "() to ";
         if (task->done()) {
             span += "its end)";
             ctx.location = from;
@@ -500,6 +558,7 @@ void EventLoop::close() {
     if (running_) throw RuntimeError("Cannot close a running event loop");
     if (closed_) return;
     closed_ = true;
+    watchdog_.reset();
     // As asyncio: the default executor takes no new work. Its running jobs finish on their
     // threads (their outcomes, posted to a closed loop, are dropped); if this was the last
     // reference, the pool's destructor waits for them.

@@ -72,7 +72,10 @@ Runner::~Runner() {
 EventLoop& Runner::get_loop() {
     if (closed_) throw RuntimeError("Runner is closed");
     if (!loop_)
-        loop_.emplace(LoopOptions{options_.backend, options_.debug, options_.virtual_clock});
+        loop_.emplace(LoopOptions{.backend = options_.backend,
+                                  .debug = options_.debug,
+                                  .virtual_clock = options_.virtual_clock,
+                                  .watchdog = options_.watchdog});
     return *loop_;
 }
 

@@ -45,6 +45,7 @@ class Coro;
 class ThreadPoolExecutor;
 namespace detail {
 class ChildWatcher;
+class Watchdog;
 }  // namespace detail
 
 // Which kernel interface the loop waits with. Auto picks the best available (epoll on Linux);
@@ -64,6 +65,17 @@ struct VirtualClock {
     Duration autojump_threshold{};
 };
 
+// The watchdog: a thread that notices when the loop has not come back to poll for longer than
+// `threshold` (a task or callback that blocks it) and, while it is still stuck, reports the task
+// running, its await chain, and the loop thread's native stack, symbolized; then, when the loop
+// polls again, how long the stall lasted. An idle loop (waiting in poll) is never a stall, and
+// the watchdog thread sleeps for as long as the loop is idle.
+struct WatchdogOptions {
+    Duration threshold = std::chrono::seconds(1);
+    // Receives each report, on the watchdog's thread; unset: reports go to stderr.
+    std::function<void(const std::string&)> report{};
+};
+
 struct LoopOptions {
     BackendKind backend = BackendKind::Auto;
     // Debug mode; when unset, CORIO_DEBUG=1 in the environment turns it on.
@@ -71,6 +83,23 @@ struct LoopOptions {
     // A virtual clock; when unset, CORIO_VIRTUAL_CLOCK in the environment turns it on: `1` with
     // a threshold of 0, or a threshold such as `20ms`.
     std::optional<VirtualClock> virtual_clock{};
+    // The watchdog; when unset, CORIO_WATCHDOG=<threshold in ms> in the environment turns it
+    // on, and so does debug mode (with a 1 s threshold).
+    std::optional<WatchdogOptions> watchdog{};
+};
+
+// What a loop has done since it was created (EventLoop::stats(); corio-ps shows them too).
+struct LoopStats {
+    std::uint64_t iterations = 0;  // passes of the loop
+    std::uint64_t polls = 0;       // waits in the backend (epoll_wait or poll calls)
+    std::uint64_t task_steps = 0;  // times a task was resumed
+    std::uint64_t callbacks = 0;   // callbacks run: call_soon, call_later, readers, writers
+    Duration time_polling{};       // in the backend's wait: idle, or collecting I/O
+    Duration time_running{};       // the rest of the time run_forever() ran
+    // The longest single step and the task that took it ("" for a callback). Steps are timed
+    // in debug mode only; zero otherwise.
+    Duration longest_step{};
+    std::string longest_step_task{};
 };
 
 // What is passed to the exception handler (asyncio's context dict).
@@ -321,6 +350,13 @@ class EventLoop {
     // "epoll" or "poll".
     const char* backend_name() const noexcept;
 
+    // Counters and times of the loop's work. Loop thread only.
+    LoopStats stats() const;
+
+    // Starts (or, with nullopt, stops) the watchdog; see WatchdogOptions. Not while running.
+    void set_watchdog(std::optional<WatchdogOptions> options);
+    bool has_watchdog() const noexcept { return static_cast<bool>(watchdog_); }
+
   private:
     friend struct detail::LoopAccess;
     friend class Handle;
@@ -386,6 +422,17 @@ class EventLoop {
     TimePoint virtual_now_{};
     unsigned passes_since_poll_ = 0;
 
+    // stats(): plain counters, and real time measured around each poll only (a clock read per
+    // step would cost the hot paths; debug mode times the steps anyway).
+    std::uint64_t stat_iterations_ = 0;
+    std::uint64_t stat_polls_ = 0;
+    std::uint64_t stat_steps_[3] = {0, 0, 0};  // by detail::RunKind
+    Duration stat_polling_{};
+    Duration stat_run_total_{};  // of run_forever() calls that have returned
+    TimePoint run_started_{};    // of the current run_forever() (real time)
+    Duration longest_step_{};
+    std::string longest_step_task_;
+
     std::mutex ts_mutex_;
     std::vector<detail::CallbackNode*> ts_queue_;  // guarded by ts_mutex_
     bool ts_closed_ = false;                       // guarded by ts_mutex_
@@ -417,6 +464,8 @@ class EventLoop {
 
     // Watches this loop's child processes (corio/subprocess.hpp); created with the first one.
     std::shared_ptr<detail::ChildWatcher> child_watcher_;
+
+    std::unique_ptr<detail::Watchdog> watchdog_;
 };
 
 // The loop running on this thread. Throws RuntimeError("no running event loop") outside one.

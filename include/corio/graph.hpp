@@ -75,6 +75,8 @@ namespace detail {
 std::vector<FrameCallGraphEntry> await_chain(const TaskCore& task, std::size_t limit = kNoLimit);
 // The innermost coroutine of `task` and the line it is suspended at (or runs after).
 SourceLocation innermost_location(const TaskCore& task);
+// "|   File 'app.cpp', line 12, in async fetch()": one line of a call stack, without indent.
+std::string format_frame(const FrameCallGraphEntry& entry);
 // The last component of a path.
 const char* base_name(const char* path) noexcept;
 }  // namespace detail

@@ -28,11 +28,13 @@ struct RunOptions {
     bool handle_sigint = true;
     // A virtual clock for tests (see VirtualClock); when unset, CORIO_VIRTUAL_CLOCK decides.
     std::optional<VirtualClock> virtual_clock{};
+    // The watchdog (see WatchdogOptions); when unset, CORIO_WATCHDOG=<ms> or debug mode decide.
+    std::optional<WatchdogOptions> watchdog{};
 };
 
 class Runner {
   public:
-    explicit Runner(RunOptions options = {}) : options_(options) {}
+    explicit Runner(RunOptions options = {}) : options_(std::move(options)) {}
     ~Runner();
     Runner(const Runner&) = delete;
     Runner& operator=(const Runner&) = delete;

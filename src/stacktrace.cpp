@@ -1,0 +1,128 @@
+// Native stack traces: glibc's backtrace() to capture, GCC's libbacktrace (or dladdr) to name.
+#include "stacktrace.hpp"
+
+#include <cxxabi.h>
+#include <dlfcn.h>
+#include <execinfo.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+
+#if CORIO_HAVE_LIBBACKTRACE
+// GCC's libbacktrace (libbacktrace.a beside libgcc). Its header lives in GCC's private include
+// directory, which must not be put on clang's path, so the few functions used are declared here.
+extern "C" {
+struct backtrace_state;
+using backtrace_error_callback = void (*)(void* data, const char* msg, int errnum);
+using backtrace_full_callback = int (*)(void* data, std::uintptr_t pc, const char* filename,
+                                        int lineno, const char* function);
+using backtrace_syminfo_callback = void (*)(void* data, std::uintptr_t pc, const char* symname,
+                                            std::uintptr_t symval, std::uintptr_t symsize);
+backtrace_state* backtrace_create_state(const char* filename, int threaded,
+                                        backtrace_error_callback error_callback, void* data);
+int backtrace_pcinfo(backtrace_state* state, std::uintptr_t pc, backtrace_full_callback callback,
+                     backtrace_error_callback error_callback, void* data);
+int backtrace_syminfo(backtrace_state* state, std::uintptr_t addr,
+                      backtrace_syminfo_callback callback, backtrace_error_callback error_callback,
+                      void* data);
+}
+#endif
+
+namespace corio::detail {
+namespace {
+
+std::string demangle(const char* name) {
+    if (name == nullptr) return {};
+    int status = 0;
+    char* plain = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+    std::string out = status == 0 && plain != nullptr ? plain : name;
+    std::free(plain);
+    return out;
+}
+
+#if CORIO_HAVE_LIBBACKTRACE
+// libbacktrace's state cannot be freed, and reads the executable's DWARF lazily: one for the
+// process, created on first use.
+backtrace_state* state() {
+    static backtrace_state* s = backtrace_create_state(
+        nullptr, /*threaded=*/1, [](void*, const char*, int) {}, nullptr);
+    return s;
+}
+
+struct Where {
+    std::string function;
+    std::string file;
+    int line = 0;
+};
+#endif
+
+}  // namespace
+
+void prepare_stack_traces() noexcept {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        void* frames[2];
+        ::backtrace(frames, 2);  // loads libgcc_s's unwinder now, not in a signal handler
+#if CORIO_HAVE_LIBBACKTRACE
+        state();
+#endif
+    });
+}
+
+int capture_stack(void** frames, int max_frames) noexcept {
+    return ::backtrace(frames, max_frames);
+}
+
+std::string symbolize_stack(void* const* frames, int count, const char* indent) {
+    std::string out;
+    for (int i = 0; i < count; ++i) {
+        const auto pc = reinterpret_cast<std::uintptr_t>(frames[i]);
+        // A return address points after the call: look up the call itself.
+        const std::uintptr_t lookup = i == 0 ? pc : pc - 1;
+        std::string function;
+        std::string location;
+#if CORIO_HAVE_LIBBACKTRACE
+        Where where;
+        backtrace_pcinfo(
+            state(), lookup,
+            [](void* data, std::uintptr_t, const char* file, int line, const char* fn) {
+                auto* w = static_cast<Where*>(data);
+                // Inlined calls come first; the last report is the function itself. Keep the
+                // innermost, which is where the code was.
+                if (w->function.empty() && fn != nullptr) {
+                    w->function = demangle(fn);
+                    if (file != nullptr) w->file = file;
+                    w->line = line;
+                }
+                return 0;
+            },
+            [](void*, const char*, int) {}, &where);
+        if (where.function.empty()) {
+            backtrace_syminfo(
+                state(), lookup,
+                [](void* data, std::uintptr_t, const char* symbol, std::uintptr_t, std::uintptr_t) {
+                    if (symbol != nullptr) static_cast<Where*>(data)->function = demangle(symbol);
+                },
+                [](void*, const char*, int) {}, &where);
+        }
+        function = where.function;
+        if (!where.file.empty()) location = where.file + ":" + std::to_string(where.line);
+#endif
+        Dl_info info{};
+        if (function.empty() && ::dladdr(frames[i], &info) != 0 && info.dli_sname != nullptr)
+            function = demangle(info.dli_sname);
+        if (location.empty() && ::dladdr(frames[i], &info) != 0 && info.dli_fname != nullptr)
+            location = info.dli_fname;
+        char head[64];
+        std::snprintf(head, sizeof head, "#%-2d 0x%016llx", i, static_cast<unsigned long long>(pc));
+        out += indent;
+        out += head;
+        out += " in " + (function.empty() ? std::string("??") : function);
+        if (!location.empty()) out += " at " + location;
+        out += '\n';
+    }
+    return out;
+}
+
+}  // namespace corio::detail

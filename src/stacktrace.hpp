@@ -1,0 +1,23 @@
+// Native stack traces, captured cheaply and symbolized in the process (function, file and line
+// from the program's own debug information, through GCC's libbacktrace when corio was built
+// with it; the dynamic symbol table otherwise). For the watchdog, and crash reports to come.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace corio::detail {
+
+// Loads what capturing needs (the unwinder is loaded lazily by glibc, with malloc), so that
+// capture_stack() is then safe in a signal handler. Idempotent, thread-safe.
+void prepare_stack_traces() noexcept;
+
+// Async-signal-safe once prepare_stack_traces() has run: the return addresses of the calling
+// thread, innermost first. Returns how many were stored.
+int capture_stack(void** frames, int max_frames) noexcept;
+
+// One line per frame: "#0 0x00005581c3a4e2d0 in function at file:line" (the parts that are
+// known). Not async-signal-safe.
+std::string symbolize_stack(void* const* frames, int count, const char* indent);
+
+}  // namespace corio::detail
