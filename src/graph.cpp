@@ -14,19 +14,10 @@ namespace detail {
 std::vector<FrameCallGraphEntry> await_chain(const TaskCore& task, std::size_t limit) {
     std::vector<FrameCallGraphEntry> chain;
     if (task.done() || limit == 0) return chain;
-    // resume_point is the innermost coroutine: the one the task resumes at, or, while the task
-    // runs, the one running. Each nested Coro's resume_point is the coroutine awaiting it, up to
-    // the root, whose promise is the task itself.
-    std::coroutine_handle<> h = task.resume_point;
-    for (;;) {
-        const PromiseBase* p =
-            h ? &std::coroutine_handle<PromiseBase>::from_address(h.address()).promise()
-              : &static_cast<const PromiseBase&>(task);
-        const std::uint32_t line = p->suspended_line != 0 ? p->suspended_line : p->def_line;
-        chain.push_back({p->def_function, p->def_file, line, p->def_line});
-        if (p->is_root() || chain.size() >= limit) break;
-        h = p->continuation();
-    }
+    walk_await_chain(task, [&](const PromiseBase& p) {
+        chain.push_back(frame_entry(p));
+        return chain.size() < limit;
+    });
     return chain;
 }
 

@@ -4,7 +4,12 @@
 #include <cxxabi.h>
 #include <dlfcn.h>
 #include <execinfo.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <ucontext.h>
 
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -123,6 +128,91 @@ std::string symbolize_stack(void* const* frames, int count, const char* indent) 
         out += '\n';
     }
     return out;
+}
+
+namespace {
+
+// SIGURG: ignored by default and rarely used (Go's runtime picked it for the same reason).
+constexpr int kInterruptSignal = SIGURG;
+
+struct Request {
+    pthread_t thread;
+    void (*fn)(void*, void*);
+    void* arg;
+    std::atomic<bool> taken{false};
+};
+
+std::atomic<Request*> g_request{nullptr};
+sem_t g_answered;
+struct sigaction g_previous {};
+std::mutex g_request_mutex;
+
+extern "C" void on_interrupt_signal(int sig, siginfo_t* info, void* context) {
+    const int saved_errno = errno;
+    Request* r = g_request.load();
+    if (r != nullptr && pthread_equal(pthread_self(), r->thread) != 0 && !r->taken.exchange(true)) {
+        r->fn(r->arg, context);
+        sem_post(&g_answered);
+    } else if ((g_previous.sa_flags & SA_SIGINFO) != 0 && g_previous.sa_sigaction != nullptr) {
+        g_previous.sa_sigaction(sig, info, context);
+    } else if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN) {
+        g_previous.sa_handler(sig);
+    }
+    errno = saved_errno;
+}
+
+void install_interrupt_handler() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        prepare_stack_traces();
+        sem_init(&g_answered, 0, 0);
+        struct sigaction action {};
+        action.sa_sigaction = &on_interrupt_signal;
+        sigemptyset(&action.sa_mask);
+        // SA_RESTART: the interrupted system call goes on as if nothing happened.
+        action.sa_flags = SA_SIGINFO | SA_RESTART;
+        ::sigaction(kInterruptSignal, &action, &g_previous);
+    });
+}
+
+}  // namespace
+
+bool run_in_signal_handler(pthread_t thread, void (*fn)(void*, void*), void* arg, long limit_ms) {
+    install_interrupt_handler();
+    std::lock_guard lock(g_request_mutex);
+    Request r{thread, fn, arg};
+    g_request.store(&r);
+    bool answered = false;
+    if (pthread_kill(thread, kInterruptSignal) == 0) {
+        timespec deadline{};
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        const long long ns = deadline.tv_nsec + limit_ms * 1000000LL;
+        deadline.tv_sec += static_cast<time_t>(ns / 1000000000);
+        deadline.tv_nsec = static_cast<long>(ns % 1000000000);
+        while (sem_timedwait(&g_answered, &deadline) != 0 && errno == EINTR) {
+        }
+        answered = r.taken.load();
+    }
+    // From here the handler can no longer take the request; an answer that came after the
+    // wait gave up is consumed, so that it is not counted by the next request.
+    g_request.store(nullptr);
+    if (r.taken.load() && !answered) {
+        while (sem_wait(&g_answered) != 0 && errno == EINTR) {
+        }
+    }
+    return answered;
+}
+
+void* interrupted_pc(void* ucontext) noexcept {
+    const auto* uc = static_cast<const ucontext_t*>(ucontext);
+#if defined(__x86_64__)
+    return reinterpret_cast<void*>(uc->uc_mcontext.gregs[REG_RIP]);
+#elif defined(__aarch64__)
+    return reinterpret_cast<void*>(uc->uc_mcontext.pc);
+#else
+    (void)uc;
+    return nullptr;
+#endif
 }
 
 }  // namespace corio::detail

@@ -3,6 +3,8 @@
 // with it; the dynamic symbol table otherwise). For the watchdog, and crash reports to come.
 #pragma once
 
+#include <pthread.h>
+
 #include <cstdint>
 #include <string>
 
@@ -19,5 +21,15 @@ int capture_stack(void** frames, int max_frames) noexcept;
 // One line per frame: "#0 0x00005581c3a4e2d0 in function at file:line" (the parts that are
 // known). Not async-signal-safe.
 std::string symbolize_stack(void* const* frames, int count, const char* indent);
+
+// Runs fn(arg, ucontext) on `thread`, inside a signal handler that interrupts it wherever it is
+// (SIGURG, chained to any handler installed before), and waits up to `limit_ms` for it to have
+// run. fn must be async-signal-safe. One such call at a time in the process. False if the thread
+// did not answer (it blocks the signal, or is gone).
+bool run_in_signal_handler(pthread_t thread, void (*fn)(void* arg, void* ucontext), void* arg,
+                           long limit_ms);
+
+// The instruction a signal interrupted, from the handler's ucontext (null where unknown).
+void* interrupted_pc(void* ucontext) noexcept;
 
 }  // namespace corio::detail

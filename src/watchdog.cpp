@@ -25,16 +25,10 @@
 namespace corio::detail {
 namespace {
 
-// SIGURG: ignored by default and rarely used (Go's runtime picked it for the same reason);
-// deliveries that are not the watchdog's go on to whatever handler was there before.
-constexpr int kCaptureSignal = SIGURG;
-
 struct Snapshot {
     static constexpr int kMaxFrames = 64;
     static constexpr int kMaxChain = 32;
 
-    pthread_t thread{};
-    std::atomic<bool> taken{false};
     void* frames[kMaxFrames];
     int frame_count = 0;
     void* interrupted_at = nullptr;  // the loop thread's instruction when the signal came
@@ -47,22 +41,11 @@ struct Snapshot {
     int chain_length = 0;
 };
 
-std::atomic<Snapshot*> g_request{nullptr};
-sem_t g_answered;
-struct sigaction g_previous {};
-std::mutex g_capture_mutex;  // one capture at a time in the process
-
 // Runs on the loop thread, interrupted wherever it is stuck: reads only, no allocation.
-void fill(Snapshot& s, void* context) noexcept {
+void fill(void* arg, void* context) noexcept {
+    Snapshot& s = *static_cast<Snapshot*>(arg);
     s.frame_count = capture_stack(s.frames, Snapshot::kMaxFrames);
-    const auto* uc = static_cast<const ucontext_t*>(context);
-#if defined(__x86_64__)
-    s.interrupted_at = reinterpret_cast<void*>(uc->uc_mcontext.gregs[REG_RIP]);
-#elif defined(__aarch64__)
-    s.interrupted_at = reinterpret_cast<void*>(uc->uc_mcontext.pc);
-#else
-    (void)uc;
-#endif
+    s.interrupted_at = interrupted_pc(context);
     const TaskCore* task = t_state.current_task;
     s.in_task = task != nullptr;
     if (task == nullptr) return;
@@ -75,67 +58,10 @@ void fill(Snapshot& s, void* context) noexcept {
         s.task_name[n] = '\0';
     }
     s.coroutine = static_cast<const PromiseBase&>(*task).where();
-    std::coroutine_handle<> h = task->resume_point;
-    while (s.chain_length < Snapshot::kMaxChain) {
-        const PromiseBase* p =
-            h ? &std::coroutine_handle<PromiseBase>::from_address(h.address()).promise()
-              : &static_cast<const PromiseBase&>(*task);
-        s.chain[s.chain_length++] = {p->def_function, p->def_file,
-                                     p->suspended_line != 0 ? p->suspended_line : p->def_line,
-                                     p->def_line};
-        if (p->is_root()) break;
-        h = p->continuation();
-    }
-}
-
-extern "C" void on_capture_signal(int sig, siginfo_t* info, void* context) {
-    const int saved_errno = errno;
-    Snapshot* s = g_request.load();
-    if (s != nullptr && pthread_equal(pthread_self(), s->thread) != 0 && !s->taken.exchange(true)) {
-        fill(*s, context);
-        sem_post(&g_answered);
-    } else if ((g_previous.sa_flags & SA_SIGINFO) != 0 && g_previous.sa_sigaction != nullptr) {
-        g_previous.sa_sigaction(sig, info, context);
-    } else if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN) {
-        g_previous.sa_handler(sig);
-    }
-    errno = saved_errno;
-}
-
-void install_capture_handler() {
-    static std::once_flag once;
-    std::call_once(once, [] {
-        prepare_stack_traces();
-        sem_init(&g_answered, 0, 0);
-        struct sigaction action {};
-        action.sa_sigaction = &on_capture_signal;
-        sigemptyset(&action.sa_mask);
-        // SA_RESTART: the stuck system call goes on as if nothing happened.
-        action.sa_flags = SA_SIGINFO | SA_RESTART;
-        ::sigaction(kCaptureSignal, &action, &g_previous);
+    walk_await_chain(*task, [&](const PromiseBase& p) {
+        s.chain[s.chain_length++] = frame_entry(p);
+        return s.chain_length < Snapshot::kMaxChain;
     });
-}
-
-// Asks `thread` for its stack and await chain; false if it does not answer within `limit`.
-bool capture(pthread_t thread, Snapshot& s, Duration limit) {
-    std::lock_guard lock(g_capture_mutex);
-    s.thread = thread;
-    g_request.store(&s);
-    bool answered = false;
-    if (pthread_kill(thread, kCaptureSignal) == 0) {
-        timespec deadline{};
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(limit).count();
-        deadline.tv_sec += static_cast<time_t>((deadline.tv_nsec + ns) / 1000000000);
-        deadline.tv_nsec = static_cast<long>((deadline.tv_nsec + ns) % 1000000000);
-        while (sem_timedwait(&g_answered, &deadline) != 0 && errno == EINTR) {
-        }
-        answered = s.taken.load();
-    }
-    g_request.store(nullptr);
-    // A late answer must not be counted by the next capture.
-    if (s.taken.load() && !answered) sem_wait(&g_answered);
-    return answered;
 }
 
 std::string read_line(const std::string& path) {
@@ -248,7 +174,7 @@ Duration thread_cpu_time(clockid_t clock) {
 Watchdog::Watchdog(WatchdogOptions options) : options_(std::move(options)) {
     if (options_.threshold <= Duration::zero())
         throw ValueError("WatchdogOptions::threshold must be positive");
-    install_capture_handler();
+    prepare_stack_traces();
     thread_ = std::thread([this] { run(); });
 }
 
@@ -331,7 +257,7 @@ void Watchdog::report_stall(std::unique_lock<std::mutex>& lock, std::uint32_t st
     // Before the capture, which interrupts the system call the thread may be in.
     const std::string where = cpu_state(loop_tid_, seconds(cpu_used) / seconds(wall));
     Snapshot snapshot;
-    const bool answered = capture(loop_thread_, snapshot, std::chrono::seconds(1));
+    const bool answered = run_in_signal_handler(loop_thread_, &fill, &snapshot, 1000);
     std::string text = "corio watchdog: the event loop has not polled for " +
                        format_seconds(Clock::now() - since) + "; its thread is " + where + "\n";
     if (!answered) {

@@ -19,6 +19,7 @@
 // line of each co_await); no debugger or debug information is involved.
 #pragma once
 
+#include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -70,6 +71,29 @@ void print_call_graph(std::FILE* out = stdout, std::size_t limit = kNoLimit,
                       SourceLocation here = SourceLocation::current());
 
 namespace detail {
+// Calls visit(promise) for each coroutine of the await chain of `task` (not done), innermost
+// first, until visit returns false. Reads only: the watchdog and the monitor call it in a signal
+// handler on the loop's thread.
+template <class Visit>
+void walk_await_chain(const TaskCore& task, Visit&& visit) {
+    // resume_point is the innermost coroutine: the one the task resumes at, or, while the task
+    // runs, the one running. Each nested Coro's resume_point is the coroutine awaiting it, up to
+    // the root, whose promise is the task itself.
+    std::coroutine_handle<> h = task.resume_point;
+    for (;;) {
+        const PromiseBase* p =
+            h ? &std::coroutine_handle<PromiseBase>::from_address(h.address()).promise()
+              : &static_cast<const PromiseBase&>(task);
+        if (!visit(*p) || p->is_root()) return;
+        h = p->continuation();
+    }
+}
+// The entry of one coroutine in a call stack.
+inline FrameCallGraphEntry frame_entry(const PromiseBase& p) noexcept {
+    return {p.def_function, p.def_file, p.suspended_line != 0 ? p.suspended_line : p.def_line,
+            p.def_line};
+}
+
 // The await chain of `task`, innermost first (what capture_call_graph and the loop's reports
 // use).
 std::vector<FrameCallGraphEntry> await_chain(const TaskCore& task, std::size_t limit = kNoLimit);
