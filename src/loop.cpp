@@ -10,6 +10,7 @@
 #include "corio/events.hpp"
 #include "corio/executors.hpp"
 #include "corio/graph.hpp"
+#include "monitor.hpp"
 #include "watchdog.hpp"
 
 namespace corio {
@@ -145,6 +146,11 @@ EventLoop::EventLoop(LoopOptions options)
     } else if (debug_) {
         set_watchdog(WatchdogOptions{});
     }
+    if (detail::monitor_wanted(options.monitor ? &*options.monitor : nullptr, debug_,
+                               watchdog_ != nullptr)) {
+        detail::monitor_attach(*this);
+        monitored_ = true;
+    }
 }
 
 void EventLoop::set_watchdog(std::optional<WatchdogOptions> options) {
@@ -177,18 +183,24 @@ void EventLoop::throw_closed() {
 }
 
 LoopStats EventLoop::stats() const {
-    LoopStats s;
-    s.iterations = stat_iterations_;
-    s.polls = stat_polls_;
-    s.task_steps = stat_steps_[static_cast<std::size_t>(detail::RunKind::Task)];
-    s.callbacks = stat_steps_[static_cast<std::size_t>(detail::RunKind::Callback)] +
-                  stat_steps_[static_cast<std::size_t>(detail::RunKind::Watch)];
-    Duration total = stat_run_total_;
-    if (running_) total += Clock::now() - run_started_;
-    s.time_polling = stat_polling_;
-    s.time_running = total > stat_polling_ ? total - stat_polling_ : Duration::zero();
-    s.longest_step = longest_step_;
+    LoopStats s = detail::LoopAccess::counters(*this);
     s.longest_step_task = longest_step_task_;
+    return s;
+}
+
+// Allocates nothing (the monitor calls it in a signal handler).
+LoopStats detail::LoopAccess::counters(const EventLoop& loop) noexcept {
+    LoopStats s;
+    s.iterations = loop.stat_iterations_;
+    s.polls = loop.stat_polls_;
+    s.task_steps = loop.stat_steps_[static_cast<std::size_t>(RunKind::Task)];
+    s.callbacks = loop.stat_steps_[static_cast<std::size_t>(RunKind::Callback)] +
+                  loop.stat_steps_[static_cast<std::size_t>(RunKind::Watch)];
+    Duration total = loop.stat_run_total_;
+    if (loop.running_) total += Clock::now() - loop.run_started_;
+    s.time_polling = loop.stat_polling_;
+    s.time_running = total > s.time_polling ? total - s.time_polling : Duration::zero();
+    s.longest_step = loop.longest_step_;
     return s;
 }
 
@@ -446,10 +458,12 @@ void EventLoop::run_forever() {
     running_thread_.store(&detail::t_state, std::memory_order_relaxed);
     run_started_ = Clock::now();
     if (watchdog_) watchdog_->loop_started(run_started_);
+    if (monitored_) detail::monitor_loop_running(*this, true);
     struct Reset {
         EventLoop* loop;
         ~Reset() {
             if (loop->watchdog_) loop->watchdog_->loop_stopped();
+            if (loop->monitored_) detail::monitor_loop_running(*loop, false);
             loop->stat_run_total_ += Clock::now() - loop->run_started_;
             loop->running_thread_.store(nullptr, std::memory_order_relaxed);
             loop->stopping_ = false;
@@ -559,6 +573,10 @@ void EventLoop::close() {
     if (closed_) return;
     closed_ = true;
     watchdog_.reset();
+    if (monitored_) {
+        detail::monitor_detach(*this);
+        monitored_ = false;
+    }
     // As asyncio: the default executor takes no new work. Its running jobs finish on their
     // threads (their outcomes, posted to a closed loop, are dropped); if this was the last
     // reference, the pool's destructor waits for them.

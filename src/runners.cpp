@@ -75,7 +75,8 @@ EventLoop& Runner::get_loop() {
         loop_.emplace(LoopOptions{.backend = options_.backend,
                                   .debug = options_.debug,
                                   .virtual_clock = options_.virtual_clock,
-                                  .watchdog = options_.watchdog});
+                                  .watchdog = options_.watchdog,
+                                  .monitor = options_.monitor});
     return *loop_;
 }
 

@@ -86,6 +86,9 @@ struct LoopOptions {
     // The watchdog; when unset, CORIO_WATCHDOG=<threshold in ms> in the environment turns it
     // on, and so does debug mode (with a 1 s threshold).
     std::optional<WatchdogOptions> watchdog{};
+    // The monitor endpoint that corio-ps and corio-pstree talk to (docs/debugging.md); when
+    // unset, CORIO_MONITOR=1 turns it on, and so do debug mode and the watchdog.
+    std::optional<bool> monitor{};
 };
 
 // What a loop has done since it was created (EventLoop::stats(); corio-ps shows them too).
@@ -466,6 +469,7 @@ class EventLoop {
     std::shared_ptr<detail::ChildWatcher> child_watcher_;
 
     std::unique_ptr<detail::Watchdog> watchdog_;
+    bool monitored_ = false;  // registered with the process's monitor endpoint
 };
 
 // The loop running on this thread. Throws RuntimeError("no running event loop") outside one.
@@ -518,6 +522,8 @@ struct LoopAccess {
         std::size_t writers = 0;
     };
     static Pending pending(EventLoop& loop);
+    // stats() without the longest step's task name: allocates nothing.
+    static LoopStats counters(const EventLoop& loop) noexcept;
 };
 
 inline void TaskCore::wake() noexcept {

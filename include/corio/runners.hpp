@@ -30,6 +30,8 @@ struct RunOptions {
     std::optional<VirtualClock> virtual_clock{};
     // The watchdog (see WatchdogOptions); when unset, CORIO_WATCHDOG=<ms> or debug mode decide.
     std::optional<WatchdogOptions> watchdog{};
+    // The monitor endpoint for corio-ps (see LoopOptions::monitor).
+    std::optional<bool> monitor{};
 };
 
 class Runner {
