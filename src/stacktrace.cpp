@@ -75,6 +75,15 @@ void prepare_stack_traces() noexcept {
     });
 }
 
+void warm_up_symbolizer() noexcept {
+    try {
+        void* here[1] = {reinterpret_cast<void*>(&warm_up_symbolizer)};
+        (void)symbolize_stack(here, 1, "");
+    } catch (...) {
+        // Only a warm-up: the real use reports its own failure.
+    }
+}
+
 int capture_stack(void** frames, int max_frames) noexcept {
     return ::backtrace(frames, max_frames);
 }

@@ -14,6 +14,10 @@ namespace corio::detail {
 // capture_stack() is then safe in a signal handler. Idempotent, thread-safe.
 void prepare_stack_traces() noexcept;
 
+// Reads the debug information that symbolize_stack() needs now rather than at its first use
+// (which can take a good fraction of a second for a large program). For background threads.
+void warm_up_symbolizer() noexcept;
+
 // Async-signal-safe once prepare_stack_traces() has run: the return addresses of the calling
 // thread, innermost first. Returns how many were stored.
 int capture_stack(void** frames, int max_frames) noexcept;

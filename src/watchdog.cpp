@@ -215,6 +215,9 @@ void Watchdog::emit(const std::string& text) {
 }
 
 void Watchdog::run() {
+    // The first report must come while the loop is still stuck, not after the debug information
+    // has been read: read it now, on this thread, while nothing is waiting for it.
+    warm_up_symbolizer();
     std::unique_lock lock(mutex_);
     while (!stop_) {
         std::uint32_t state = state_.load();

@@ -13,6 +13,7 @@
 //   lesson 6  a bounded queue gives a pipeline back-pressure
 //   lesson 7  one thread serves a thousand connections
 //   lesson 8  a child process is a pair of streams
+//   lesson 9  hunting the call that blocks the loop
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -603,6 +605,86 @@ corio::Coro<> lesson8() {
         "  back-pressure. communicate() does both sides at once for you.\n");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Lesson 9: hunting the call that blocks the loop.
+
+// A library call that blocks: the bug the lesson hunts.
+[[gnu::noinline]] int legacy_fetch() {
+    std::this_thread::sleep_for(800ms);
+    return 42;
+}
+
+corio::Coro<int> checkout(bool fixed) {
+    co_await corio::sleep(10ms);
+    int r = fixed ? co_await corio::to_thread(legacy_fetch) : legacy_fetch();
+    co_await corio::sleep(10ms);
+    co_return r;
+}
+
+struct Hunt {
+    std::mutex mutex;
+    std::vector<std::string> watchdog;  // reports, as the watchdog thread delivered them
+    std::vector<double> watchdog_ms;    // when each arrived, since the lesson started
+    std::vector<std::string> debug;     // the loop's debug-mode reports
+    corio::Clock::time_point start = corio::Clock::now();
+};
+
+// The first line of `text` that contains `needle`, without its indentation.
+std::string line_with(const std::string& text, const std::string& needle) {
+    std::size_t at = text.find(needle);
+    if (at == std::string::npos) return "(not found)";
+    std::size_t begin = text.rfind('\n', at);
+    begin = begin == std::string::npos ? 0 : begin + 1;
+    while (begin < text.size() && text[begin] == ' ') ++begin;
+    return text.substr(begin, text.find('\n', at) - begin);
+}
+
+corio::Coro<> hunt(Hunt& h, bool fixed) {
+    corio::get_running_loop().set_exception_handler(
+        [&h](corio::EventLoop&, const corio::ExceptionContext& ctx) {
+            h.debug.push_back(ctx.message);
+        });
+    h.start = corio::Clock::now();
+    co_await corio::create_task(checkout(fixed), "checkout");
+}
+
+void lesson9() {
+    std::printf("lesson 9: hunting the call that blocks the loop\n");
+    std::printf(
+        "  checkout() calls legacy_fetch(), which blocks for 800 ms. Debug mode and a\n"
+        "  watchdog with a 300 ms threshold are on.\n");
+    for (const bool fixed : {false, true}) {
+        Hunt h;
+        corio::WatchdogOptions watchdog{
+            300ms, [&h](const std::string& report) {
+                std::lock_guard lock(h.mutex);
+                h.watchdog.push_back(report);
+                h.watchdog_ms.push_back(ms(corio::Clock::now() - h.start));
+            }};
+        corio::run(hunt(h, fixed), corio::RunOptions{.debug = true, .watchdog = watchdog});
+        std::lock_guard lock(h.mutex);
+        if (!fixed) {
+            const std::string& first = h.watchdog.empty() ? std::string() : h.watchdog.front();
+            std::printf("  the watchdog, %.0f ms in, while legacy_fetch() was still blocking:\n",
+                        h.watchdog_ms.empty() ? -1.0 : h.watchdog_ms.front());
+            std::printf("    %s\n", line_with(first, "has not polled").c_str());
+            std::printf("    %s\n", line_with(first, "running task:").c_str());
+            std::printf("    native stack: %s\n", line_with(first, "legacy_fetch").c_str());
+            std::printf("  debug mode, once the step was over:\n");
+            for (const std::string& d : h.debug) std::printf("    %s\n", d.c_str());
+        } else {
+            std::printf(
+                "  fixed with co_await corio::to_thread(legacy_fetch): %zu watchdog report(s), "
+                "%zu debug report(s)\n",
+                h.watchdog.size(), h.debug.size());
+        }
+    }
+    std::printf(
+        "  The watchdog speaks while the loop is stuck and names the task, the coroutine\n"
+        "  and the native stack; debug mode names the two co_awaits the step ran between.\n"
+        "  The cure: an awaitable (corio::sleep) or another thread (corio::to_thread).\n");
+}
+
 }  // namespace
 
 int main() {
@@ -637,6 +719,8 @@ int main() {
     corio::run(lesson7());
     std::printf("\n");
     corio::run(lesson8());
+    std::printf("\n");
+    lesson9();
 
     std::printf("\ntour finished\n");
     return 0;
