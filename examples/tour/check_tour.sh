@@ -156,17 +156,17 @@ expect "lesson 8" "^  both sides took [0-9.]+ ms together, on the loop's one thr
 expect "lesson 8" '^  a shell pipeline printed "apple" and exited with 0$'
 expect "lesson 8" "^  a missing program: FileNotFoundError: \[Errno 2\] No such file or directory: 'no-such-command'$"
 
-# Lesson 9: the watchdog reported while the call still blocked (before 500 ms), naming the task,
+# Lesson 9: the watchdog reported while the call still blocked (before 800 ms), naming the task,
 # the state of the thread and the blocking function in the native stack; debug mode named the
 # step; the fixed version produced no report at all.
 at=$(number '^  the watchdog, ([0-9]+) ms in, while legacy_fetch\(\) was still blocking:$')
-if ! is_number "$at" || ! holds "$at >= 300 && $at < 500"; then
-    fail "lesson 9: the watchdog report came at '$at' ms (expected between 300 and 500)"
+if ! is_number "$at" || ! holds "$at >= 300 && $at < 800"; then
+    fail "lesson 9: the watchdog report came at '$at' ms (expected between 300 and 800)"
 fi
 expect "lesson 9" '^    corio watchdog: the event loop has not polled for 0\.[3-4][0-9]+ s; its thread is off-CPU in (clock_)?nanosleep'
 expect "lesson 9" '^    running task: checkout \(coroutine checkout at .*tour\.cpp:[0-9]+\)$'
 expect "lesson 9" '^    native stack: #[0-9]+ +0x[0-9a-f]+ in (.*::)?legacy_fetch(\(\))? at .*tour\.cpp:[0-9]+$'
-expect "lesson 9" '^    Executing task checkout took 0\.[5-9][0-9]* seconds \(from tour\.cpp:[0-9]+ in checkout\(\) to tour\.cpp:[0-9]+ in checkout\(\)\)$'
+expect "lesson 9" '^    Executing task checkout took (0\.[89]|[1-9]\.)[0-9]* seconds \(from tour\.cpp:[0-9]+ in checkout\(\) to tour\.cpp:[0-9]+ in checkout\(\)\)$'
 expect "lesson 9" '^  fixed with co_await corio::to_thread\(legacy_fetch\): 0 watchdog report\(s\), 0 debug report\(s\)$'
 
 # The end: a tour that stops early, yet exits 0, still fails.
