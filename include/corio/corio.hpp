@@ -21,12 +21,15 @@
 //                                                  (socket, loop.sock_*)
 //   streams.hpp     open_connection, start_server, StreamReader, StreamWriter, Server
 //                                                  (asyncio.streams)
+//   datagrams.hpp  create_datagram_endpoint, DatagramEndpoint (UDP, Unix datagrams)
+//                                                  (loop.create_datagram_endpoint)
 //   subprocess.hpp create_subprocess_exec, create_subprocess_shell, Process, PIPE, DEVNULL, STDOUT
 //                                                  (asyncio.subprocess)
 //   errors.hpp      CancelledError, TimeoutError, ... (asyncio.exceptions)
 #pragma once
 
 #include "corio/coro.hpp"
+#include "corio/datagrams.hpp"
 #include "corio/errors.hpp"
 #include "corio/events.hpp"
 #include "corio/executors.hpp"
