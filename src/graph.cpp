@@ -27,9 +27,36 @@ SourceLocation innermost_location(const TaskCore& task) {
     return {top.front().file, top.front().function, top.front().line};
 }
 
+std::string short_function_name(std::string_view name) {
+    std::string out;
+    int depth = 0;
+    for (std::size_t i = 0; i < name.size(); ++i) {
+        // "operator<", "operator<<", "operator<=>" are names, not template arguments.
+        if (depth == 0 && name.substr(0, i).ends_with("operator")) {
+            std::size_t end = i;
+            while (end < name.size() && (name[end] == '<' || name[end] == '=' || name[end] == '>'))
+                ++end;
+            if (end > i) {
+                out.append(name.substr(i, end - i));
+                i = end - 1;
+                continue;
+            }
+        }
+        const char c = name[i];
+        if (c == '<') {
+            ++depth;
+        } else if (c == '>' && depth > 0) {
+            --depth;
+        } else if (depth == 0) {
+            out += c;
+        }
+    }
+    return out;
+}
+
 std::string format_frame(const FrameCallGraphEntry& e) {
     return std::string("|   File '") + e.file + "', line " + std::to_string(e.line) +
-           ", in async " + e.function + "()";
+           ", in async " + short_function_name(e.function) + "()";
 }
 
 const char* base_name(const char* path) noexcept {

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "corio/graph.hpp"
 #include "monitor.hpp"
 
 namespace {
@@ -138,7 +139,8 @@ std::string base_name(const std::string& path) {
 }
 
 std::string where(const Frame& f) {
-    return f.function + " " + base_name(f.file) + ":" + std::to_string(f.line);
+    return corio::detail::short_function_name(f.function) + " " + base_name(f.file) + ":" +
+           std::to_string(f.line);
 }
 
 double seconds(unsigned long long ns) {

@@ -26,6 +26,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "corio/detail/source_location.hpp"
@@ -99,6 +100,9 @@ inline FrameCallGraphEntry frame_entry(const PromiseBase& p) noexcept {
 std::vector<FrameCallGraphEntry> await_chain(const TaskCore& task, std::size_t limit = kNoLimit);
 // The innermost coroutine of `task` and the line it is suspended at (or runs after).
 SourceLocation innermost_location(const TaskCore& task);
+// A function name without its template arguments ("task_group<...lambda...>" -> "task_group"):
+// what call stacks show, since g++ spells out every argument.
+std::string short_function_name(std::string_view name);
 // "|   File 'app.cpp', line 12, in async fetch()": one line of a call stack, without indent.
 std::string format_frame(const FrameCallGraphEntry& entry);
 // The last component of a path.
