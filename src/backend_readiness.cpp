@@ -86,9 +86,21 @@ bool ReadinessBackend::submit(IoOp& op) {
 }
 
 void ReadinessBackend::withdraw(IoOp& op) noexcept {
-    // Interest is dropped lazily: the next event without a waiter narrows it. An op that is
-    // withdrawn and resubmitted right away (the common case) costs no system call.
+    // An operation's interest is dropped lazily: the next event without a waiter narrows it. An
+    // op that is withdrawn and resubmitted right away (the common case) costs no system call.
+    const bool watch = op.persistent;
     op.unlink();
+    // A watch (add_reader) goes for good, and asyncio's idiom is remove_reader, then close: the
+    // kernel must forget the descriptor now, or one that reuses its number would never be
+    // watched (epoll drops a closed descriptor by itself, and our record of it would be stale).
+    if (!watch) return;
+    FdState* s = state(op.fd);
+    if (s == nullptr || wanted(*s) == s->interest) return;
+    try {
+        set_interest(op.fd, *s, wanted(*s));
+    } catch (const std::system_error&) {
+        s->interest = 0;  // already closed: the kernel has forgotten it
+    }
 }
 
 void ReadinessBackend::forget(int fd, int err) noexcept {

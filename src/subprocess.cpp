@@ -109,7 +109,7 @@ class ChildWatcher {
                 // Nothing better to do: the waitpid below then waits for it to end on its own.
             }
             reap(*child, 0);
-            if (child->pidfd >= 0) ::close(std::exchange(child->pidfd, -1));
+            if (child->pidfd >= 0) close_pidfd(*child);
         }
         children_.clear();
     }
@@ -140,10 +140,13 @@ class ChildWatcher {
     void forget(ChildState& child) noexcept {
         if (child.pidfd >= 0) {
             loop_.remove_reader(child.pidfd);
-            ::close(std::exchange(child.pidfd, -1));
+            close_pidfd(child);
         }
         std::erase_if(children_, [&](const auto& c) { return c.get() == &child; });
     }
+
+    // remove_reader (forget) or the loop's close came first: the backend no longer watches it.
+    static void close_pidfd(ChildState& child) noexcept { ::close(std::exchange(child.pidfd, -1)); }
 
     void reap_exited() noexcept {
         std::vector<std::shared_ptr<ChildState>> reaped;

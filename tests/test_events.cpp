@@ -537,6 +537,27 @@ TEST(Readers, RemoveReaderReportsWhetherOneWasRegistered) {
     EXPECT_EQ(calls, 0);
 }
 
+// asyncio's idiom: remove_reader, then close. epoll forgets a closed descriptor by itself; the
+// loop must not go on believing it is watched, or a descriptor that reuses the number (the
+// next pipe, a child's pidfd, an accepted socket) is never watched at all.
+TEST(Readers, ADescriptorNumberReusedAfterRemoveReaderAndCloseIsWatchedAgain) {
+    EventLoop loop;
+    int previous_fd = -1;
+    for (int round = 0; round < 3; ++round) {
+        auto p = make_pipe();
+        if (previous_fd >= 0) {
+            ASSERT_EQ(p->r(), previous_fd) << "the test needs the number reused";
+        }
+        int calls = 0;
+        loop.add_reader(p->r(), [&] { ++calls; });
+        write_byte(p->w());
+        run_one_pass(loop);
+        EXPECT_EQ(calls, 1) << "round " << round;
+        EXPECT_TRUE(loop.remove_reader(p->r()));
+        previous_fd = p->r();
+    }  // each pipe is closed here, after remove_reader
+}
+
 TEST(Readers, SecondAddReaderReplacesCallback) {
     auto p = make_socketpair();
     EventLoop loop;
