@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -15,8 +16,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <typeinfo>
 
 #include "corio/executors.hpp"
+#include "corio/staggered.hpp"
 #include "corio/tasks.hpp"
 
 namespace corio {
@@ -449,6 +452,258 @@ Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string service, i
 Coro<std::pair<std::string, std::string>> getnameinfo(SocketAddress address, int flags) {
     auto call = [=] { return name_of(address, flags); };
     co_return co_await to_thread(std::move(call));
+}
+
+// --- connecting and listening -------------------------------------------------------------------
+
+namespace {
+
+// The stream addresses of host:port, without duplicates, in the resolver's order. A numeric
+// host is taken as it is, without a resolver call.
+Coro<std::vector<SocketAddress>> stream_addresses(std::string host, std::uint16_t port, int family,
+                                                  int flags) {
+    std::vector<SocketAddress> out;
+    std::optional<SocketAddress> numeric;
+    if (!host.empty()) {
+        try {
+            numeric = SocketAddress::ip(host, port);
+        } catch (const ValueError&) {
+            // a name, for the resolver
+        }
+    }
+    if (numeric) {
+        // What getaddrinfo says of a numeric host of another family.
+        if (family != AF_UNSPEC && numeric->family() != family)
+            throw GaiError(EAI_ADDRFAMILY, "getaddrinfo " + host);
+        out.push_back(*numeric);
+        co_return out;
+    }
+    for (const AddrInfo& a :
+         co_await getaddrinfo(host, std::to_string(port), family, SOCK_STREAM, 0, flags)) {
+        if (std::find(out.begin(), out.end(), a.address) == out.end()) out.push_back(a.address);
+    }
+    co_return out;
+}
+
+// One connection attempt. The socket is a local of the coroutine, so a failed or cancelled
+// attempt closes it on the way out.
+Coro<Socket> connect_one(SocketAddress address, std::optional<SocketAddress> local) {
+    if (local && local->family() != address.family())
+        throw_os_error(EAFNOSUPPORT,
+                       "connect to " + address.to_string() + " from " + local->to_string());
+    Socket sock(address.family(), SOCK_STREAM);
+    if (local) sock.bind(*local);
+    co_await sock_connect(sock, address);
+    if (address.family() == AF_INET || address.family() == AF_INET6) sock.set_nodelay(true);
+    co_return sock;
+}
+
+// An attempt of the race, as a named type: every factory of staggered_race has the same type.
+struct ConnectAttempt {
+    SocketAddress address;
+    std::optional<SocketAddress> local;
+    Coro<Socket> operator()() const { return connect_one(address, local); }
+};
+
+// The dynamic type and errno of an OSError: failures alike have the same.
+std::pair<const std::type_info*, int> kind_of(const std::exception_ptr& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const OSError& x) {
+        return {&typeid(x), x.code()};
+    } catch (...) {
+        return {nullptr, 0};
+    }
+}
+
+[[noreturn]] void raise_connect_errors(std::vector<std::exception_ptr> errors) {
+    std::erase(errors, nullptr);
+    if (errors.empty()) throw OSError(EHOSTUNREACH, "create_connection(): no attempt was made");
+    // Anything but an OSError is not about the network (or the address): it goes on as it is.
+    for (const std::exception_ptr& e : errors) {
+        if (!holds<OSError>(e)) std::rethrow_exception(e);
+    }
+    const auto first = kind_of(errors.front());
+    const bool alike = std::all_of(errors.begin(), errors.end(), [&](const std::exception_ptr& e) {
+        const auto k = kind_of(e);
+        return *k.first == *first.first && k.second == first.second;
+    });
+    if (alike) std::rethrow_exception(errors.front());
+    throw MultipleConnectErrors(std::move(errors));
+}
+
+std::string multiple_message(const std::vector<std::exception_ptr>& errors) {
+    std::string m = "Multiple exceptions: ";
+    for (std::size_t i = 0; i < errors.size(); ++i) {
+        if (i > 0) m += ", ";
+        try {
+            std::rethrow_exception(errors[i]);
+        } catch (const std::exception& x) {
+            m += x.what();
+        } catch (...) {
+            m += describe(errors[i]);
+        }
+    }
+    return m;
+}
+
+SocketAddress with_port(const SocketAddress& address, std::uint16_t port) {
+    sockaddr_storage ss{};
+    std::memcpy(&ss, address.native(), address.size());
+    if (address.family() == AF_INET) reinterpret_cast<sockaddr_in*>(&ss)->sin_port = htons(port);
+    if (address.family() == AF_INET6) reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = htons(port);
+    return SocketAddress::from_native(reinterpret_cast<const sockaddr*>(&ss), address.size());
+}
+
+// Removes the socket file at `address` if no server listens on it any more.
+void remove_stale_socket(const SocketAddress& address) {
+    const std::string path = address.host();
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return;
+    // Non-blocking, so a live server with a full backlog answers EAGAIN instead of making us
+    // wait. A live server sees this probe as a connection that closes at once.
+    Socket probe(AF_UNIX, SOCK_STREAM);
+    int r;
+    do {
+        r = ::connect(probe.fileno(), address.native(), address.size());
+    } while (r < 0 && errno == EINTR);
+    if (r < 0 && errno == ECONNREFUSED) ::unlink(path.c_str());
+}
+
+}  // namespace
+
+MultipleConnectErrors::MultipleConnectErrors(std::vector<std::exception_ptr> exceptions)
+    : OSError(0, multiple_message(exceptions), true), exceptions_(std::move(exceptions)) {}
+
+std::vector<SocketAddress> interleave_addresses(std::vector<SocketAddress> addresses,
+                                                int first_family_count) {
+    if (first_family_count < 1) throw ValueError("interleave_addresses: first_family_count < 1");
+    const std::size_t total = addresses.size();
+    std::vector<std::vector<SocketAddress>> families;  // in order of first appearance
+    for (SocketAddress& a : addresses) {
+        auto same = std::find_if(families.begin(), families.end(),
+                                 [&](const auto& f) { return f.front().family() == a.family(); });
+        if (same == families.end()) {
+            families.emplace_back().push_back(std::move(a));
+        } else {
+            same->push_back(std::move(a));
+        }
+    }
+    std::vector<SocketAddress> out;
+    out.reserve(total);
+    std::vector<std::size_t> next(families.size(), 0);
+    if (!families.empty()) {
+        const std::size_t lead =
+            std::min(static_cast<std::size_t>(first_family_count - 1), families[0].size());
+        for (; next[0] < lead; ++next[0]) out.push_back(std::move(families[0][next[0]]));
+    }
+    while (out.size() < total) {
+        for (std::size_t f = 0; f < families.size(); ++f) {
+            if (next[f] < families[f].size()) out.push_back(std::move(families[f][next[f]++]));
+        }
+    }
+    return out;
+}
+
+Coro<Socket> create_connection(std::string host, std::uint16_t port, ConnectOptions options) {
+    std::vector<SocketAddress> addresses =
+        co_await stream_addresses(std::move(host), port, options.family, 0);
+    co_return co_await create_connection(std::move(addresses), std::move(options));
+}
+
+Coro<Socket> create_connection(std::vector<SocketAddress> addresses, ConnectOptions options) {
+    if (addresses.empty()) throw ValueError("create_connection() needs at least one address");
+    std::optional<Duration> delay;
+    if (options.happy_eyeballs_delay) {
+        // Converting a NaN or a huge double to nanoseconds is undefined; a year is forever.
+        const std::chrono::duration<double> given = *options.happy_eyeballs_delay;
+        if (!(given.count() >= 0)) throw ValueError("happy_eyeballs_delay must be >= 0");
+        delay = std::chrono::ceil<Duration>(
+            std::min(given, std::chrono::duration<double>(std::chrono::hours(24 * 365))));
+    }
+    const int interleave = options.interleave.value_or(delay ? 1 : 0);
+    if (interleave < 0) throw ValueError("create_connection(): interleave must be >= 0");
+    if (options.family != AF_UNSPEC) {
+        std::erase_if(addresses,
+                      [&](const SocketAddress& a) { return a.family() != options.family; });
+        if (addresses.empty())
+            throw_os_error(EAFNOSUPPORT, "create_connection(): no address of family " +
+                                             std::to_string(options.family));
+    }
+    if (interleave > 0) addresses = interleave_addresses(std::move(addresses), interleave);
+
+    if (!delay || addresses.size() == 1) {
+        std::vector<std::exception_ptr> errors;
+        for (const SocketAddress& address : addresses) {
+            try {
+                co_return co_await connect_one(address, options.local_addr);
+            } catch (const OSError&) {
+                errors.push_back(std::current_exception());
+            }
+        }
+        raise_connect_errors(std::move(errors));
+    }
+    std::vector<ConnectAttempt> attempts;
+    for (const SocketAddress& address : addresses)
+        attempts.push_back(ConnectAttempt{address, options.local_addr});
+    StaggeredResult<Socket> race = co_await staggered_race(std::move(attempts), delay);
+    if (race.winner_result) co_return std::move(*race.winner_result);
+    raise_connect_errors(std::move(race.exceptions));
+}
+
+Coro<std::vector<Socket>> create_server(std::string host, std::uint16_t port,
+                                        ServerOptions options) {
+    const std::vector<SocketAddress> addresses =
+        co_await stream_addresses(host, port, options.family, AI_PASSIVE);
+    // With port 0 the kernel picks the first socket's port and the others take the same. If
+    // another program holds that port in another family, everything starts over with a new one.
+    constexpr int kTries = 8;
+    for (int tries = 1;; ++tries) {
+        std::vector<Socket> sockets;
+        std::exception_ptr unsupported;
+        std::uint16_t chosen = port;
+        bool clash = false;
+        for (const SocketAddress& address : addresses) {
+            Socket s;
+            try {
+                s = Socket(address.family(), SOCK_STREAM);
+            } catch (const OSError& e) {
+                if (e.code() != EAFNOSUPPORT) throw;
+                unsupported = std::current_exception();  // e.g. IPv6 disabled in the kernel
+                continue;
+            }
+            if (options.reuse_address) s.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1);
+            if (options.reuse_port) s.setsockopt(SOL_SOCKET, SO_REUSEPORT, 1);
+            // Linux's IPv6 sockets take IPv4 connections too by default, which would clash with
+            // the IPv4 socket on the same port.
+            if (address.family() == AF_INET6) s.setsockopt(IPPROTO_IPV6, IPV6_V6ONLY, 1);
+            try {
+                s.bind(with_port(address, chosen));
+            } catch (const OSError& e) {
+                if (port != 0 || chosen == 0 || e.code() != EADDRINUSE || tries == kTries) throw;
+                clash = true;
+            }
+            if (clash) break;
+            s.listen(options.backlog);
+            if (chosen == 0) chosen = s.getsockname().port();
+            sockets.push_back(std::move(s));
+        }
+        if (clash) continue;
+        if (sockets.empty()) {
+            if (unsupported) std::rethrow_exception(unsupported);
+            throw_os_error(EADDRNOTAVAIL, "create_server(): no address to listen on for " + host);
+        }
+        co_return sockets;
+    }
+}
+
+Socket create_unix_server(const std::string& path, int backlog) {
+    const SocketAddress address = SocketAddress::unix_path(path);
+    if (path[0] != '\0') remove_stale_socket(address);
+    Socket s(AF_UNIX, SOCK_STREAM);
+    s.bind(address);
+    s.listen(backlog);
+    return s;
 }
 
 }  // namespace corio

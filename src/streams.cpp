@@ -454,18 +454,6 @@ const Socket& StreamWriter::socket() const {
 // --- connecting
 // -------------------------------------------------------------------------------------
 
-namespace {
-
-std::optional<SocketAddress> numeric_address(const std::string& host, std::uint16_t port) {
-    try {
-        return SocketAddress::ip(host, port);
-    } catch (const ValueError&) {
-        return std::nullopt;
-    }
-}
-
-}  // namespace
-
 std::pair<StreamReader, StreamWriter> open_stream(Socket sock, std::size_t limit) {
     if (!sock) throw ValueError("open_stream() of a closed socket");
     if (limit == 0) throw ValueError("limit must be > 0");
@@ -489,28 +477,16 @@ std::pair<StreamReader, StreamWriter> open_stream(Socket sock, std::size_t limit
 }
 
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, std::uint16_t port,
+                                                            ConnectOptions options,
                                                             std::size_t limit) {
-    std::vector<SocketAddress> candidates;
-    if (std::optional<SocketAddress> numeric = numeric_address(host, port)) {
-        candidates.push_back(*numeric);  // no resolver call for a numeric host
-    } else {
-        for (const AddrInfo& a :
-             co_await getaddrinfo(host, std::to_string(port), AF_UNSPEC, SOCK_STREAM)) {
-            candidates.push_back(a.address);
-        }
-    }
-    std::exception_ptr last;
-    for (const SocketAddress& address : candidates) {
-        try {
-            Socket sock(address.family(), SOCK_STREAM);
-            co_await sock_connect(sock, address);
-            co_return open_stream(std::move(sock), limit);
-        } catch (const OSError&) {
-            last = std::current_exception();  // try the next address
-        }
-    }
-    if (last) std::rethrow_exception(last);
-    throw OSError(EHOSTUNREACH, "no address to connect to for " + host);
+    if (limit == 0) throw ValueError("limit must be > 0");
+    Socket sock = co_await create_connection(std::move(host), port, std::move(options));
+    co_return open_stream(std::move(sock), limit);
+}
+
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, std::uint16_t port,
+                                                            std::size_t limit) {
+    return open_connection(std::move(host), port, ConnectOptions{}, limit);
 }
 
 Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path,
@@ -625,61 +601,45 @@ Coro<void> accept_loop(std::weak_ptr<ServerState> weak, std::size_t index) {
     }
 }
 
-Coro<Server> start_listening(std::vector<Socket> listeners, ClientConnected on_client,
-                             std::size_t limit, int backlog) {
+Server start_listening(std::vector<Socket> listeners, ClientConnected on_client,
+                       std::size_t limit) {
     auto state = std::make_shared<ServerState>();
     state->on_client = std::move(on_client);
     state->limit = limit;
-    for (Socket& s : listeners) {
-        s.listen(backlog);
-        state->addresses.push_back(s.getsockname());
-    }
+    for (Socket& s : listeners) state->addresses.push_back(s.getsockname());
     state->listeners = std::move(listeners);
     state->serving = true;
     state->update_idle();
     for (std::size_t i = 0; i < state->listeners.size(); ++i)
         state->acceptors.emplace_back(create_task(accept_loop(state, i), "server accept"));
-    co_return StreamAccess::server(state);
+    return StreamAccess::server(state);
 }
 
 }  // namespace
 }  // namespace detail
 
 Coro<Server> start_server(ClientConnected on_client, std::string host, std::uint16_t port,
-                          std::size_t limit, int backlog) {
+                          ServerOptions options, std::size_t limit) {
     if (!on_client) throw ValueError("start_server() needs a client_connected callback");
-    std::vector<SocketAddress> addresses;
-    if (std::optional<SocketAddress> numeric = numeric_address(host, port)) {
-        addresses.push_back(*numeric);
-    } else {
-        for (const AddrInfo& a : co_await getaddrinfo(host, std::to_string(port), AF_UNSPEC,
-                                                      SOCK_STREAM, 0, AI_PASSIVE)) {
-            if (std::find(addresses.begin(), addresses.end(), a.address) == addresses.end())
-                addresses.push_back(a.address);
-        }
-    }
-    std::vector<Socket> listeners;
-    for (const SocketAddress& address : addresses) {
-        Socket s(address.family(), SOCK_STREAM);
-        s.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1);
-        // An IPv6 socket beside an IPv4 one on the same port must not claim IPv4 too.
-        if (address.family() == AF_INET6) s.setsockopt(IPPROTO_IPV6, IPV6_V6ONLY, 1);
-        s.bind(address);
-        listeners.push_back(std::move(s));
-    }
-    co_return co_await detail::start_listening(std::move(listeners), std::move(on_client), limit,
-                                               backlog);
+    if (limit == 0) throw ValueError("limit must be > 0");
+    std::vector<Socket> listeners = co_await create_server(std::move(host), port, options);
+    co_return detail::start_listening(std::move(listeners), std::move(on_client), limit);
+}
+
+Coro<Server> start_server(ClientConnected on_client, std::string host, std::uint16_t port,
+                          std::size_t limit, int backlog) {
+    ServerOptions options;
+    options.backlog = backlog;
+    return start_server(std::move(on_client), std::move(host), port, options, limit);
 }
 
 Coro<Server> start_unix_server(ClientConnected on_client, std::string path, std::size_t limit,
                                int backlog) {
     if (!on_client) throw ValueError("start_unix_server() needs a client_connected callback");
+    if (limit == 0) throw ValueError("limit must be > 0");
     std::vector<Socket> listeners;
-    Socket s(AF_UNIX, SOCK_STREAM);
-    s.bind(SocketAddress::unix_path(path));
-    listeners.push_back(std::move(s));
-    co_return co_await detail::start_listening(std::move(listeners), std::move(on_client), limit,
-                                               backlog);
+    listeners.push_back(create_unix_server(path, backlog));
+    co_return detail::start_listening(std::move(listeners), std::move(on_client), limit);
 }
 
 Server::~Server() {

@@ -1,6 +1,8 @@
 // corio::Socket, corio::SocketAddress, the loop's socket operations (sock_connect, sock_accept,
 // sock_recv, sock_recv_into, sock_sendall, sock_recvfrom, sock_sendto), getaddrinfo/getnameinfo
-// and the OSError family (Python's socket module and asyncio's loop.sock_* methods).
+// and the OSError family (Python's socket module and asyncio's loop.sock_* methods); then
+// create_connection (Happy Eyeballs), create_server and create_unix_server (the socket halves of
+// asyncio's loop.create_connection and loop.create_server).
 //
 // Every test that opens a descriptor runs under corio::testing, which fails it when a descriptor,
 // a task or an unretrieved exception is left behind, and cancels a body that runs past
@@ -10,6 +12,8 @@
 // task reaches its co_await and the loop polls), and what must have happened is then checked.
 // (The one measurement, the CPU use in UnixConnectToAFullBacklogDoesNotBusyWait, can only err
 // towards passing on a loaded machine.)
+// The Happy Eyeballs tests run on the virtual clock, so the moment each attempt starts is exact;
+// their connect that hangs is one to a listener whose accept queue is full (HangingListener).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -1123,7 +1127,10 @@ TEST(SockErrors, ThrowOsErrorRaisesThePythonSubclassForEachErrno) {
     expect_maps_to<corio::ConnectionRefusedError>(ECONNREFUSED);
     expect_maps_to<corio::ConnectionResetError>(ECONNRESET);
     expect_maps_to<corio::TimeoutError>(ETIMEDOUT);
-    expect_maps_to<corio::OSError>(ENOENT);
+    expect_maps_to<corio::FileNotFoundError>(ENOENT);
+    expect_maps_to<corio::PermissionError>(EACCES);
+    expect_maps_to<corio::PermissionError>(EPERM);
+    expect_maps_to<corio::ProcessLookupError>(ESRCH);
     expect_maps_to<corio::OSError>(EADDRINUSE);
     expect_maps_to<corio::OSError>(EBADF);
     expect_maps_to<corio::OSError>(EHOSTUNREACH);
@@ -1713,4 +1720,528 @@ SOCK_TEST(SockMany, ServesTwoHundredConcurrentClientsOnOneThread) {
     EXPECT_EQ(stats.active, 0);
     EXPECT_EQ(stats.threads, std::set<std::thread::id>{std::this_thread::get_id()});
     EXPECT_EQ(client_threads, std::set<std::thread::id>{std::this_thread::get_id()});
+}
+
+// === create_connection =======================================================================
+
+namespace {
+
+// Real I/O on the virtual clock: before it jumps to the next timer, the loop waits this long (in
+// real time) for I/O. Loopback I/O arrives within microseconds, so this is generous; it is also
+// what each jump over a connect that hangs costs in real time.
+#define HE_TEST(suite, name)                                                            \
+    CORIO_TEST_WITH(suite, name,                                                        \
+                    {.virtual_clock = corio::VirtualClock{.autojump_threshold = 500ms}, \
+                     .timeout = kBodyTimeout})
+
+corio::testing::Options he_options() {
+    return corio::testing::Options{
+        .virtual_clock = corio::VirtualClock{.autojump_threshold = 500ms}, .timeout = kBodyTimeout};
+}
+
+corio::TimePoint now() {
+    return corio::get_running_loop().time();
+}
+
+// The accept queue of a listening TCP socket: the connections waiting in it and its limit (for a
+// listener, TCP_INFO's tcpi_unacked and tcpi_sacked).
+std::pair<unsigned, unsigned> accept_queue(const Socket& listener) {
+    tcp_info info{};
+    socklen_t len = sizeof info;
+    if (::getsockopt(listener.fileno(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
+        throw std::runtime_error("TCP_INFO failed");
+    return {info.tcpi_unacked, info.tcpi_sacked};
+}
+
+// A loopback TCP listener (backlog 0) whose accept queue is full: one connection waits in it and
+// is never accepted. Linux drops the SYN of any further connect while the queue is full, so a
+// connect to it neither completes nor fails: it hangs (the SYN is retried for minutes).
+struct HangingListener {
+    Socket listener;
+    Socket queued;
+    SocketAddress address;
+    bool full = false;
+
+    explicit HangingListener(int family = AF_INET) {
+        listener = listening(loopback(family), 0);
+        address = listener.getsockname();
+        queued = Socket(family, SOCK_STREAM);
+        (void)::connect(queued.fileno(), address.native(), address.size());  // EINPROGRESS
+        // Blocks (there is nothing else to run yet) until the connection sits in the queue.
+        for (int i = 0; i < 5000 && accept_queue(listener).first < 1; ++i)
+            std::this_thread::sleep_for(1ms);
+        full = accept_queue(listener).first == 1;
+    }
+};
+
+bool has_nodelay(const Socket& s) {
+    return s.getsockopt(IPPROTO_TCP, TCP_NODELAY) != 0;
+}
+
+template <class E>
+std::optional<E> caught(const std::exception_ptr& e) {
+    try {
+        if (e) std::rethrow_exception(e);
+    } catch (const E& x) {
+        return x;
+    } catch (...) {
+    }
+    return std::nullopt;
+}
+
+corio::ConnectOptions happy_eyeballs(std::chrono::duration<double> delay = 250ms) {
+    corio::ConnectOptions o;
+    o.happy_eyeballs_delay = delay;
+    return o;
+}
+
+}  // namespace
+
+HE_TEST(CreateConnection, HappyEyeballsConnectsToTheSecondAddressOneDelayAfterAFirstThatHangs) {
+    HangingListener hanging;
+    CORIO_ASSERT(hanging.full);
+    Socket good = listening(SocketAddress::ip("127.0.0.1", 0));
+    const int fds_before = open_fd_count();
+    const corio::TimePoint t0 = now();
+    const std::vector<SocketAddress> addresses = {hanging.address, good.getsockname()};
+    Socket sock = co_await corio::create_connection(addresses, happy_eyeballs(250ms));
+    // The second attempt started 250 ms in (not before: the first did not fail) and connected
+    // at once; the first was cancelled and its socket closed: only `sock` is new.
+    EXPECT_EQ(now() - t0, corio::Duration(250ms));
+    EXPECT_EQ(open_fd_count(), fds_before + 1);
+    EXPECT_EQ(sock.getpeername(), good.getsockname());
+    EXPECT_TRUE(has_nodelay(sock));
+    auto [conn, peer] = co_await corio::sock_accept(good);
+    EXPECT_EQ(peer, sock.getsockname());
+    EXPECT_EQ(accept_queue(hanging.listener).first, 1u);  // still just the one that filled it
+    co_await corio::sock_sendall(sock, "through");
+    EXPECT_EQ(co_await corio::sock_recv(conn, 100), "through");
+}
+
+HE_TEST(CreateConnection, WithoutHappyEyeballsAFirstAddressThatHangsHoldsUpTheNext) {
+    HangingListener hanging;
+    CORIO_ASSERT(hanging.full);
+    Socket good = listening(SocketAddress::ip("127.0.0.1", 0));
+    const int fds_before = open_fd_count();
+    const corio::TimePoint t0 = now();
+    const std::vector<SocketAddress> addresses = {hanging.address, good.getsockname()};
+    const auto error = co_await raised_by(corio::wait_for(corio::create_connection(addresses), 2s));
+    EXPECT_TRUE(corio::holds<corio::TimeoutError>(error)) << message_of(error);
+    EXPECT_EQ(now() - t0, corio::Duration(2s));
+    EXPECT_EQ(accept_queue(good).first, 0u);  // the second address was never tried
+    EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+HE_TEST(CreateConnection, ARefusedFirstAddressFallsThroughToTheNextAtOnce) {
+    ClosedPort refused;
+    Socket good = listening(SocketAddress::ip("127.0.0.1", 0));
+    const std::vector<SocketAddress> addresses = {refused.address, good.getsockname()};
+    std::vector<corio::ConnectOptions> ways(2);
+    ways[1] = happy_eyeballs(250ms);  // a failure starts the next attempt without the delay
+    for (const corio::ConnectOptions& options : ways) {
+        const corio::TimePoint t0 = now();
+        Socket sock = co_await corio::create_connection(addresses, options);
+        EXPECT_EQ(now() - t0, corio::Duration(0ms));
+        EXPECT_EQ(sock.getpeername(), good.getsockname());
+        auto accepted = co_await corio::sock_accept(good);
+        EXPECT_EQ(accepted.second, sock.getsockname());
+    }
+}
+
+namespace {
+
+corio::Coro<> interleaving_changes_the_order() {
+    HangingListener hanging6(AF_INET6);
+    CORIO_ASSERT(hanging6.full);
+    Socket good = listening(SocketAddress::ip("127.0.0.1", 0));
+    const std::vector<SocketAddress> addresses = {hanging6.address, hanging6.address,
+                                                  good.getsockname()};
+    // Interleaved (the default with a delay), the IPv4 address comes second: 250 ms.
+    corio::TimePoint t0 = now();
+    Socket first = co_await corio::create_connection(addresses, happy_eyeballs(250ms));
+    EXPECT_EQ(now() - t0, corio::Duration(250ms));
+    // In the order given, it comes third: 500 ms.
+    corio::ConnectOptions in_order = happy_eyeballs(250ms);
+    in_order.interleave = 0;
+    t0 = now();
+    Socket second = co_await corio::create_connection(addresses, in_order);
+    EXPECT_EQ(now() - t0, corio::Duration(500ms));
+    EXPECT_EQ(second.getpeername(), good.getsockname());
+}
+
+}  // namespace
+
+TEST(CreateConnection, HappyEyeballsInterleavesFamiliesUnlessToldNotTo) {
+    SKIP_WITHOUT_IPV6();
+    corio::testing::run(interleaving_changes_the_order(), he_options());
+}
+
+SOCK_TEST(CreateConnection, EveryAddressRefusedRaisesOneConnectionRefusedError) {
+    ClosedPort a;
+    ClosedPort b;
+    const std::vector<SocketAddress> addresses = {a.address, b.address};
+    const int fds_before = open_fd_count();
+    std::vector<corio::ConnectOptions> ways(2);
+    ways[1] = happy_eyeballs(250ms);
+    for (const corio::ConnectOptions& options : ways) {
+        const auto error = co_await raised_by(corio::create_connection(addresses, options));
+        // Failures alike collapse into the first one rather than a list (asyncio compares their
+        // text, which names the address, so it would list them).
+        EXPECT_TRUE(corio::holds<corio::ConnectionRefusedError>(error)) << message_of(error);
+        EXPECT_FALSE(corio::holds<corio::MultipleConnectErrors>(error));
+        EXPECT_EQ(os_code(error), ECONNREFUSED);
+        EXPECT_NE(message_of(error).find(a.address.to_string()), std::string::npos)
+            << message_of(error);
+        EXPECT_EQ(open_fd_count(), fds_before);
+    }
+}
+
+SOCK_TEST(CreateConnection, DifferentFailuresRaiseAnOSErrorListingEveryAttempt) {
+    ClosedPort refused;
+    TempDir dir;
+    const SocketAddress missing = SocketAddress::unix_path(dir.file("missing.sock"));
+    const std::vector<SocketAddress> addresses = {refused.address, missing};
+    const auto error = co_await raised_by(corio::create_connection(addresses));
+    const auto multiple = caught<corio::MultipleConnectErrors>(error);
+    CORIO_ASSERT(multiple.has_value());
+    EXPECT_TRUE(corio::holds<corio::OSError>(error));
+    EXPECT_FALSE(corio::holds<corio::ConnectionError>(error));
+    EXPECT_EQ(multiple->code(), 0);
+    const std::string what = multiple->what();
+    const std::string expected = "Multiple exceptions: [Errno " + std::to_string(ECONNREFUSED) +
+                                 "] " + std::strerror(ECONNREFUSED) + ": connect to " +
+                                 refused.address.to_string() + ", [Errno " +
+                                 std::to_string(ENOENT) + "] " + std::strerror(ENOENT) +
+                                 ": connect to " + missing.to_string();
+    EXPECT_EQ(what, expected);
+    CORIO_ASSERT(multiple->exceptions().size() == 2u);
+    EXPECT_TRUE(corio::holds<corio::ConnectionRefusedError>(multiple->exceptions()[0]));
+    EXPECT_EQ(os_code(multiple->exceptions()[1]), ENOENT);
+}
+
+HE_TEST(CreateConnection, CancellingTheCallerMidRaceLeavesNoSocketOpen) {
+    HangingListener hanging;
+    CORIO_ASSERT(hanging.full);
+    const int fds_before = open_fd_count();
+    const std::vector<SocketAddress> addresses = {hanging.address, hanging.address,
+                                                  hanging.address};
+    auto connector =
+        corio::create_task(corio::create_connection(addresses, happy_eyeballs(250ms)), "connector");
+    co_await corio::sleep(300ms);
+    EXPECT_EQ(open_fd_count(), fds_before + 2);  // two attempts under way
+    connector.cancel();
+    const auto error = co_await raised_by(connector);
+    EXPECT_TRUE(corio::is_cancellation(error)) << message_of(error);
+    EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+SOCK_TEST(CreateConnection, ANumericHostConnectsWithTcpNodelay) {
+    Socket listener = listening(SocketAddress::ip("127.0.0.1", 0));
+    Socket sock = co_await corio::create_connection("127.0.0.1", listener.getsockname().port());
+    EXPECT_EQ(sock.getpeername(), listener.getsockname());
+    EXPECT_TRUE(has_nodelay(sock));
+    EXPECT_TRUE(is_nonblocking(sock.fileno()));
+    EXPECT_TRUE(is_cloexec(sock.fileno()));
+}
+
+SOCK_TEST(CreateConnection, AHostNameIsResolvedAndFamilyFiltersItsAddresses) {
+    // Only 127.0.0.1 listens: if "localhost" also gives ::1, that attempt is refused.
+    Socket listener = listening(SocketAddress::ip("127.0.0.1", 0));
+    const std::uint16_t port = listener.getsockname().port();
+    Socket any = co_await corio::create_connection("localhost", port);
+    EXPECT_EQ(any.getpeername(), listener.getsockname());
+    corio::ConnectOptions v4;
+    v4.family = AF_INET;
+    Socket only4 = co_await corio::create_connection("localhost", port, v4);
+    EXPECT_EQ(only4.getpeername(), listener.getsockname());
+    // A numeric host of another family fails as getaddrinfo would, without asking it.
+    corio::ConnectOptions v6;
+    v6.family = AF_INET6;
+    const auto error = co_await raised_by(corio::create_connection("127.0.0.1", port, v6));
+    EXPECT_TRUE(corio::holds<corio::GaiError>(error)) << message_of(error);
+    EXPECT_EQ(os_code(error), EAI_ADDRFAMILY);
+}
+
+SOCK_TEST(CreateConnection, LocalAddrBindsTheSocketAndSkipsAddressesOfAnotherFamily) {
+    Socket listener = listening(SocketAddress::ip("127.0.0.1", 0));
+    corio::ConnectOptions from;
+    from.local_addr = SocketAddress::ip("127.0.0.2", 0);  // the whole of 127/8 is local
+    // The IPv6 address cannot be reached from an IPv4 address: its attempt fails at once.
+    const std::vector<SocketAddress> addresses = {SocketAddress::ip("::1", 1),
+                                                  listener.getsockname()};
+    Socket sock = co_await corio::create_connection(addresses, from);
+    auto [conn, peer] = co_await corio::sock_accept(listener);
+    EXPECT_EQ(peer.host(), "127.0.0.2");
+    EXPECT_EQ(peer, sock.getsockname());
+
+    const std::vector<SocketAddress> only6 = {SocketAddress::ip("::1", 1)};
+    const auto error = co_await raised_by(corio::create_connection(only6, from));
+    EXPECT_EQ(os_code(error), EAFNOSUPPORT) << message_of(error);
+}
+
+SOCK_TEST(CreateConnection, BadArgumentsAreValueErrors) {
+    const auto none = co_await raised_by(corio::create_connection(std::vector<SocketAddress>()));
+    EXPECT_TRUE(corio::holds<corio::ValueError>(none)) << message_of(none);
+    corio::ConnectOptions negative;
+    negative.interleave = -1;
+    const std::vector<SocketAddress> one = {SocketAddress::ip("127.0.0.1", 1)};
+    const auto bad = co_await raised_by(corio::create_connection(one, negative));
+    EXPECT_TRUE(corio::holds<corio::ValueError>(bad)) << message_of(bad);
+    corio::ConnectOptions backwards;
+    backwards.happy_eyeballs_delay = -1s;
+    const auto bad_delay = co_await raised_by(corio::create_connection(one, backwards));
+    EXPECT_TRUE(corio::holds<corio::ValueError>(bad_delay)) << message_of(bad_delay);
+    // A family that leaves no address: nothing to try.
+    corio::ConnectOptions v6;
+    v6.family = AF_INET6;
+    const auto no_family = co_await raised_by(corio::create_connection(one, v6));
+    EXPECT_EQ(os_code(no_family), EAFNOSUPPORT) << message_of(no_family);
+}
+
+SOCK_TEST(CreateConnection, OpenConnectionTakesConnectOptions) {
+    Socket listener = listening(SocketAddress::ip("127.0.0.1", 0));
+    const corio::ConnectOptions from{.happy_eyeballs_delay = 250ms,
+                                     .local_addr = SocketAddress::ip("127.0.0.3", 0)};
+    auto [r, w] = co_await corio::open_connection("127.0.0.1", listener.getsockname().port(), from);
+    auto [conn, peer] = co_await corio::sock_accept(listener);
+    EXPECT_EQ(peer.host(), "127.0.0.3");
+    EXPECT_TRUE(has_nodelay(w.socket()));
+    w.write("over a stream\n");
+    EXPECT_EQ(co_await recv_exactly(conn, 14), "over a stream\n");
+    w.close();
+    co_await w.wait_closed();
+}
+
+TEST(InterleaveAddresses, AlternatesFamiliesStartingWithTheFirstFamilysCount) {
+    const auto v6a = SocketAddress::ip("2001:db8::a", 80);
+    const auto v6b = SocketAddress::ip("2001:db8::b", 80);
+    const auto v6c = SocketAddress::ip("2001:db8::c", 80);
+    const auto v4a = SocketAddress::ip("192.0.2.1", 80);
+    const auto v4b = SocketAddress::ip("192.0.2.2", 80);
+    using List = std::vector<SocketAddress>;
+    EXPECT_EQ(corio::interleave_addresses({v6a, v6b, v4a, v4b}), (List{v6a, v4a, v6b, v4b}));
+    EXPECT_EQ(corio::interleave_addresses({v6a, v6b, v4a, v4b}, 2), (List{v6a, v6b, v4a, v4b}));
+    EXPECT_EQ(corio::interleave_addresses({v6a, v6b, v6c, v4a, v4b}, 2),
+              (List{v6a, v6b, v4a, v6c, v4b}));
+    // The first family is the first address's, wherever the others come in the list.
+    EXPECT_EQ(corio::interleave_addresses({v4a, v6a, v6b, v6c, v4b}),
+              (List{v4a, v6a, v4b, v6b, v6c}));
+    // A count beyond the first family's addresses takes them all first.
+    EXPECT_EQ(corio::interleave_addresses({v6a, v4a, v6b}, 5), (List{v6a, v6b, v4a}));
+    EXPECT_EQ(corio::interleave_addresses({v4b, v4a}), (List{v4b, v4a}));
+    EXPECT_TRUE(corio::interleave_addresses({}).empty());
+    EXPECT_THROW(corio::interleave_addresses({v4a}, 0), corio::ValueError);
+}
+
+// === create_server ===========================================================================
+
+SOCK_TEST(CreateServer, PortZeroListensOnAFreePortWithReuseAddress) {
+    std::vector<Socket> sockets = co_await corio::create_server("127.0.0.1", 0);
+    CORIO_ASSERT(sockets.size() == 1u);
+    const SocketAddress where = sockets[0].getsockname();
+    EXPECT_EQ(where.host(), "127.0.0.1");
+    EXPECT_NE(where.port(), 0);
+    EXPECT_NE(sockets[0].getsockopt(SOL_SOCKET, SO_ACCEPTCONN), 0);
+    EXPECT_NE(sockets[0].getsockopt(SOL_SOCKET, SO_REUSEADDR), 0);
+    EXPECT_EQ(sockets[0].getsockopt(SOL_SOCKET, SO_REUSEPORT), 0);
+    EXPECT_EQ(accept_queue(sockets[0]).second, 100u);  // asyncio's default backlog
+    co_await connect_to(sockets[0]);
+}
+
+SOCK_TEST(CreateServer, AnEmptyHostListensOnEveryFamilyOnOnePort) {
+    std::vector<Socket> sockets = co_await corio::create_server("", 0);
+    std::optional<std::size_t> v4;
+    std::optional<std::size_t> v6;
+    for (std::size_t i = 0; i < sockets.size(); ++i) {
+        const SocketAddress a = sockets[i].getsockname();
+        EXPECT_EQ(a.port(), sockets[0].getsockname().port()) << a.to_string();
+        if (a.family() == AF_INET) {
+            EXPECT_EQ(a.host(), "0.0.0.0");
+            v4 = i;
+        } else if (a.family() == AF_INET6) {
+            EXPECT_EQ(a.host(), "::");
+            // As asyncio: the IPv6 socket leaves IPv4 to the IPv4 one.
+            EXPECT_NE(sockets[i].getsockopt(IPPROTO_IPV6, IPV6_V6ONLY), 0);
+            v6 = i;
+        }
+    }
+    CORIO_ASSERT(v4.has_value());
+    const std::uint16_t port = sockets[*v4].getsockname().port();
+    const std::vector<SocketAddress> to4 = {SocketAddress::ip("127.0.0.1", port)};
+    Socket c4 = co_await corio::create_connection(to4);
+    auto a4 = co_await corio::sock_accept(sockets[*v4]);
+    EXPECT_EQ(a4.second, c4.getsockname());
+    if (ipv6_available()) {
+        CORIO_ASSERT(v6.has_value());
+        const std::vector<SocketAddress> to6 = {SocketAddress::ip("::1", port)};
+        Socket c6 = co_await corio::create_connection(to6);
+        auto a6 = co_await corio::sock_accept(sockets[*v6]);
+        EXPECT_EQ(a6.second, c6.getsockname());
+    }
+}
+
+SOCK_TEST(CreateServer, FamilyKeepsOnlyThatFamilysAddresses) {
+    corio::ServerOptions v4;
+    v4.family = AF_INET;
+    std::vector<Socket> sockets = co_await corio::create_server("", 0, v4);
+    CORIO_ASSERT(sockets.size() == 1u);
+    EXPECT_EQ(sockets[0].getsockname().family(), AF_INET);
+}
+
+namespace {
+
+corio::Coro<> listen_on_localhost() {
+    std::vector<Socket> sockets = co_await corio::create_server("localhost", 0);
+    CORIO_ASSERT(!sockets.empty());
+    bool v4 = false;
+    for (const Socket& s : sockets) {
+        const SocketAddress a = s.getsockname();
+        EXPECT_TRUE(a.host() == "127.0.0.1" || a.host() == "::1") << a.to_string();
+        EXPECT_EQ(a.port(), sockets[0].getsockname().port());
+        v4 = v4 || a.host() == "127.0.0.1";
+    }
+    EXPECT_TRUE(v4);
+}
+
+}  // namespace
+
+// (Skipped without ::1: "localhost" may still resolve to it, which then cannot be bound.)
+TEST(CreateServer, AHostNameListensOnEachOfItsAddresses) {
+    SKIP_WITHOUT_IPV6();
+    corio::testing::run(listen_on_localhost(), options());
+}
+
+SOCK_TEST(CreateServer, ReusePortLetsTwoServersShareAPort) {
+    corio::ServerOptions shared;
+    shared.reuse_port = true;
+    std::vector<Socket> a = co_await corio::create_server("127.0.0.1", 0, shared);
+    CORIO_ASSERT(a.size() == 1u);
+    EXPECT_NE(a[0].getsockopt(SOL_SOCKET, SO_REUSEPORT), 0);
+    const std::uint16_t port = a[0].getsockname().port();
+    std::vector<Socket> b = co_await corio::create_server("127.0.0.1", port, shared);
+    CORIO_ASSERT(b.size() == 1u);
+    EXPECT_EQ(b[0].getsockname(), a[0].getsockname());
+    // Without it, the port is taken (by a listener, which SO_REUSEADDR does not get past).
+    const int fds_before = open_fd_count();
+    const auto error = co_await raised_by(corio::create_server("127.0.0.1", port));
+    EXPECT_EQ(os_code(error), EADDRINUSE) << message_of(error);
+    EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+SOCK_TEST(CreateServer, OptionsSetBacklogAndReuseAddress) {
+    corio::ServerOptions options;
+    options.backlog = 7;
+    options.reuse_address = false;
+    std::vector<Socket> sockets = co_await corio::create_server("127.0.0.1", 0, options);
+    CORIO_ASSERT(sockets.size() == 1u);
+    EXPECT_EQ(accept_queue(sockets[0]).second, 7u);
+    EXPECT_EQ(sockets[0].getsockopt(SOL_SOCKET, SO_REUSEADDR), 0);
+}
+
+SOCK_TEST(CreateServer, AFailedBindClosesEverySocketItOpened) {
+    Socket taken = listening(SocketAddress::ip("127.0.0.1", 0));
+    const std::uint16_t port = taken.getsockname().port();
+    const int fds_before = open_fd_count();
+    // 0.0.0.0 clashes with the listener on 127.0.0.1; :: (IPV6_V6ONLY) may be bound first.
+    const auto error = co_await raised_by(corio::create_server("", port));
+    EXPECT_EQ(os_code(error), EADDRINUSE) << message_of(error);
+    EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+SOCK_TEST(CreateServer, StartServerTakesServerOptions) {
+    const corio::ServerOptions shared{.reuse_port = true};
+    corio::ClientConnected cb = [](corio::StreamReader, corio::StreamWriter w) -> corio::Coro<> {
+        w.write("hello\n");
+        w.close();
+        co_await w.wait_closed();
+    };
+    corio::Server server = co_await corio::start_server(cb, "127.0.0.1", 0, shared);
+    CORIO_ASSERT(server.sockets().size() == 1u);
+    EXPECT_NE(server.sockets()[0].getsockopt(SOL_SOCKET, SO_REUSEPORT), 0);
+    auto [r, w] = co_await corio::open_connection("127.0.0.1", server.addresses()[0].port());
+    EXPECT_EQ(co_await r.readline(), "hello\n");
+    w.close();
+    co_await w.wait_closed();
+    server.close();
+    co_await server.wait_closed();
+}
+
+// === create_unix_server ======================================================================
+
+SOCK_TEST(CreateUnixServer, ReplacesAStaleSocketFile) {
+    TempDir dir;
+    const std::string path = dir.file("stale.sock");
+    {
+        Socket gone(AF_UNIX, SOCK_STREAM);
+        gone.bind(SocketAddress::unix_path(path));
+        gone.listen();
+    }  // closed: the file stays, and nobody listens on it
+    EXPECT_TRUE(std::filesystem::exists(path));
+    Socket server = corio::create_unix_server(path);
+    EXPECT_NE(server.getsockopt(SOL_SOCKET, SO_ACCEPTCONN), 0);
+    co_await connect_to(server);
+}
+
+SOCK_TEST(CreateUnixServer, LeavesALiveServersPathAlone) {
+    TempDir dir;
+    const std::string path = dir.file("live.sock");
+    Socket live = listening(SocketAddress::unix_path(path));
+    int code = 0;
+    try {
+        (void)corio::create_unix_server(path);
+    } catch (const corio::OSError& e) {
+        code = e.code();
+    }
+    EXPECT_EQ(code, EADDRINUSE);
+    // The live server still gets connections at its path (after the probe's, which closed).
+    (void)co_await corio::sock_accept(live);
+    co_await connect_to(live);
+}
+
+SOCK_TEST(CreateUnixServer, DoesNotRemoveAFileThatIsNotASocket) {
+    TempDir dir;
+    const std::string path = dir.file("data");
+    {
+        std::FILE* f = std::fopen(path.c_str(), "w");
+        CORIO_ASSERT(f != nullptr);
+        std::fputs("keep me", f);
+        std::fclose(f);
+    }
+    bool raised = false;
+    try {
+        (void)corio::create_unix_server(path);
+    } catch (const corio::OSError& e) {
+        raised = e.code() == EADDRINUSE;
+    }
+    EXPECT_TRUE(raised);
+    EXPECT_EQ(std::filesystem::file_size(path), 7u);
+    co_return;
+}
+
+SOCK_TEST(CreateUnixServer, ListensOnAnAbstractName) {
+    const std::string name = abstract_name("create");
+    Socket server = corio::create_unix_server(name, 4);
+    EXPECT_EQ(server.getsockname(), SocketAddress::unix_path(name));
+    co_await connect_to(server);
+}
+
+SOCK_TEST(CreateUnixServer, StartUnixServerReplacesAStaleSocketFileToo) {
+    TempDir dir;
+    const std::string path = dir.file("stale.sock");
+    {
+        Socket gone(AF_UNIX, SOCK_STREAM);
+        gone.bind(SocketAddress::unix_path(path));
+    }
+    corio::ClientConnected cb = [](corio::StreamReader, corio::StreamWriter w) -> corio::Coro<> {
+        w.write("fresh\n");
+        w.close();
+        co_await w.wait_closed();
+    };
+    corio::Server server = co_await corio::start_unix_server(cb, path);
+    auto [r, w] = co_await corio::open_unix_connection(path);
+    EXPECT_EQ(co_await r.readline(), "fresh\n");
+    w.close();
+    co_await w.wait_closed();
+    server.close();
+    co_await server.wait_closed();
 }

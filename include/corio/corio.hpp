@@ -19,6 +19,7 @@
 //                                                  (concurrent.futures, asyncio.threads)
 //   sockets.hpp     Socket, SocketAddress, sock_connect/accept/recv/sendall/..., getaddrinfo
 //                                                  (socket, loop.sock_*)
+//   staggered.hpp  staggered_race (Happy Eyeballs' race)   (asyncio.staggered)
 //   streams.hpp     open_connection, start_server, StreamReader, StreamWriter, Server
 //                                                  (asyncio.streams)
 //   datagrams.hpp  create_datagram_endpoint, DatagramEndpoint (UDP, Unix datagrams)
@@ -39,6 +40,7 @@
 #include "corio/queues.hpp"
 #include "corio/runners.hpp"
 #include "corio/sockets.hpp"
+#include "corio/staggered.hpp"
 #include "corio/streams.hpp"
 #include "corio/subprocess.hpp"
 #include "corio/taskgroups.hpp"

@@ -19,13 +19,21 @@
 // cancellation that arrived meanwhile is raised at the task's next suspension. A socket must not
 // be closed while another task awaits an operation on it; if it is (on the loop's thread), that
 // operation fails with OSError(EBADF) rather than waiting forever.
+//
+// Above the operations, create_connection() connects to a host (resolving it, trying its
+// addresses in turn or staggered, RFC 8305's Happy Eyeballs) and create_server() binds and
+// listens on every address of a host: the socket halves of asyncio's loop.create_connection and
+// loop.create_server, which corio's streams are built on.
 #pragma once
 
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -165,5 +173,83 @@ Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string service,
                                         int flags = 0);
 // The host and service names of an address (asyncio's loop.getnameinfo).
 Coro<std::pair<std::string, std::string>> getnameinfo(SocketAddress address, int flags = 0);
+
+// --- connecting and listening -------------------------------------------------------------------
+
+// How create_connection() connects (asyncio's loop.create_connection arguments).
+struct ConnectOptions {
+    // Happy Eyeballs (RFC 8305): when an attempt has not connected after this long, the next
+    // address is tried alongside it; the first to connect wins and the others are cancelled.
+    // RFC 8305 recommends 250 ms. Unset: the addresses are tried one after another, each once
+    // the previous one has failed (asyncio's default).
+    std::optional<std::chrono::duration<double>> happy_eyeballs_delay{};
+    // Reorders the addresses by family (RFC 8305 section 4), see interleave_addresses(): n > 0
+    // puts n addresses of the first family first, then alternates families; 0 keeps the
+    // resolver's order. Unset: 1 with happy_eyeballs_delay, else 0 (as asyncio).
+    std::optional<int> interleave{};
+    // AF_INET or AF_INET6 to use only addresses of that family; AF_UNSPEC for any.
+    int family = AF_UNSPEC;
+    // Binds the socket to this address before connecting (port 0: any free port). An address
+    // of another family fails its attempt (EAFNOSUPPORT) and the next one is tried.
+    std::optional<SocketAddress> local_addr{};
+};
+
+// Every connection attempt failed, not all alike: what() lists each attempt's error ("Multiple
+// exceptions: [Errno 111] Connection refused: connect to 127.0.0.1:80, ..."), as asyncio's
+// create_connection does, and exceptions() holds them. code() is 0: there is no single errno.
+class MultipleConnectErrors : public OSError {
+  public:
+    explicit MultipleConnectErrors(std::vector<std::exception_ptr> exceptions);
+    const std::vector<std::exception_ptr>& exceptions() const noexcept { return exceptions_; }
+
+  private:
+    std::vector<std::exception_ptr> exceptions_;
+};
+
+// Opens a TCP connection to host:port (asyncio's loop.create_connection, returning the socket
+// rather than a transport). A numeric host is used as it is; a name is resolved with
+// getaddrinfo. The addresses are tried as `options` says: in turn, or staggered (Happy
+// Eyeballs). The socket returned is connected, with TCP_NODELAY set. If every attempt fails,
+// raises their error when they all failed alike (same type and errno: ConnectionRefusedError
+// when every address refused), else MultipleConnectErrors. The socket of every failed, losing
+// or cancelled attempt is closed.
+Coro<Socket> create_connection(std::string host, std::uint16_t port, ConnectOptions options = {});
+// The same over addresses already resolved (tried in this order, after `interleave`).
+// ValueError if there is none.
+Coro<Socket> create_connection(std::vector<SocketAddress> addresses, ConnectOptions options = {});
+
+// The order in which Happy Eyeballs tries addresses (RFC 8305 section 4, asyncio's
+// _interleave_addrinfos): the families in order of first appearance, `first_family_count`
+// addresses of the first family, then one address of each family in turn; [v6a, v6b, v4a, v4b]
+// with 1 gives [v6a, v4a, v6b, v4b]. ValueError if first_family_count < 1.
+std::vector<SocketAddress> interleave_addresses(std::vector<SocketAddress> addresses,
+                                                int first_family_count = 1);
+
+// How create_server() listens (asyncio's loop.create_server arguments).
+struct ServerOptions {
+    int backlog = 100;
+    // SO_REUSEADDR: a restarted server can bind its port at once, despite connections of its
+    // previous run in TIME_WAIT (asyncio's default on POSIX).
+    bool reuse_address = true;
+    // SO_REUSEPORT: several sockets, in this process or others, listen on the same port and the
+    // kernel spreads the connections among them. Each must set it.
+    bool reuse_port = false;
+    // AF_INET or AF_INET6 to listen only on addresses of that family; AF_UNSPEC for all.
+    int family = AF_UNSPEC;
+};
+
+// Listening TCP sockets on host:port, one per address of `host` ("" for every interface:
+// 0.0.0.0 and ::), like Python's socket.create_server and the binding half of asyncio's
+// loop.create_server. An IPv6 socket is IPV6_V6ONLY, so that it does not claim the IPv4 port
+// too. With port 0 every socket gets the same free port (asyncio gives each its own). A family
+// the system does not support (socket() fails with EAFNOSUPPORT) is skipped; any other failure
+// closes what was opened and raises.
+Coro<std::vector<Socket>> create_server(std::string host, std::uint16_t port,
+                                        ServerOptions options = {});
+// A listening Unix stream socket at `path` (a leading '\0': the abstract namespace). A socket
+// file left at the path by a server that is gone (connecting to it is refused) is removed
+// first, as asyncio's create_unix_server does; unlike asyncio, the file of a server that still
+// listens is left alone, and binding then fails with EADDRINUSE.
+Socket create_unix_server(const std::string& path, int backlog = 100);
 
 }  // namespace corio

@@ -2,9 +2,10 @@
 //
 //     auto [reader, writer] = co_await corio::open_connection("example.com", 80);
 //     writer.write("GET / HTTP/1.0\r\n\r\n");
-//     co_await writer.drain();                        // back-pressure: waits while too much is
-//     queued std::string status = co_await reader.readline(); writer.close(); co_await
-//     writer.wait_closed();
+//     co_await writer.drain();  // back-pressure: waits while too much is queued
+//     std::string status = co_await reader.readline();
+//     writer.close();
+//     co_await writer.wait_closed();
 //
 //     corio::Server server = co_await corio::start_server(
 //         [](corio::StreamReader reader, corio::StreamWriter writer) -> corio::Coro<> {...},
@@ -129,8 +130,15 @@ class StreamWriter {
 std::pair<StreamReader, StreamWriter> open_stream(Socket sock,
                                                   std::size_t limit = kDefaultStreamLimit);
 
-// Connects to host:port, trying each address getaddrinfo gives in turn (a numeric host is used
-// as it is, without a resolver call). Raises the error of the last attempt.
+// Connects to host:port with create_connection() (a numeric host is used as it is, without a
+// resolver call) and returns the connection's streams. `options` turns on Happy Eyeballs,
+// binds to a local address, ...:
+//
+//     corio::ConnectOptions options{.happy_eyeballs_delay = 250ms};
+//     auto [r, w] = co_await corio::open_connection("example.com", 80, options);
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(
+    std::string host, std::uint16_t port, ConnectOptions options,
+    std::size_t limit = kDefaultStreamLimit);
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(
     std::string host, std::uint16_t port, std::size_t limit = kDefaultStreamLimit);
 Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(
@@ -167,11 +175,14 @@ class Server {
     std::shared_ptr<detail::ServerState> s_;
 };
 
-// Listens on host:port (every address of `host`; "" for all interfaces; port 0 picks a free
-// port, see addresses()) and runs `on_client` for each connection.
+// Listens on host:port with create_server() (every address of `host`; "" for all interfaces;
+// port 0 picks a free port, see addresses()) and runs `on_client` for each connection.
+Coro<Server> start_server(ClientConnected on_client, std::string host, std::uint16_t port,
+                          ServerOptions options, std::size_t limit = kDefaultStreamLimit);
 Coro<Server> start_server(ClientConnected on_client, std::string host, std::uint16_t port,
                           std::size_t limit = kDefaultStreamLimit, int backlog = 100);
-// The same on a Unix-domain socket at `path` (a leading '\0': the abstract namespace).
+// The same on a Unix-domain socket at `path` (a leading '\0': the abstract namespace), made by
+// create_unix_server(), which removes a stale socket file left at the path.
 Coro<Server> start_unix_server(ClientConnected on_client, std::string path,
                                std::size_t limit = kDefaultStreamLimit, int backlog = 100);
 
