@@ -17,6 +17,7 @@
 //   runners.hpp     run, Runner                    (asyncio.runners)
 //   executors.hpp   ThreadPoolExecutor, run_in_executor, to_thread
 //                                                  (concurrent.futures, asyncio.threads)
+//   process_pool.hpp ProcessPoolExecutor, run_in_executor (concurrent.futures.process)
 //   sockets.hpp     Socket, SocketAddress, sock_connect/accept/recv/sendall/..., getaddrinfo
 //                                                  (socket, loop.sock_*)
 //   staggered.hpp  staggered_race (Happy Eyeballs' race)   (asyncio.staggered)
@@ -37,6 +38,7 @@
 #include "corio/futures.hpp"
 #include "corio/graph.hpp"
 #include "corio/locks.hpp"
+#include "corio/process_pool.hpp"
 #include "corio/queues.hpp"
 #include "corio/runners.hpp"
 #include "corio/sockets.hpp"
