@@ -156,8 +156,10 @@ EventLoop::EventLoop(LoopOptions options)
 void EventLoop::set_watchdog(std::optional<WatchdogOptions> options) {
     if (running_) throw RuntimeError("set_watchdog() cannot be called while the loop runs");
     check_open();
-    watchdog_.reset();
-    if (options) watchdog_ = std::make_unique<detail::Watchdog>(std::move(*options));
+    // Made first: options it rejects leave the current watchdog in place.
+    std::unique_ptr<detail::Watchdog> next;
+    if (options) next = std::make_unique<detail::Watchdog>(std::move(*options));
+    watchdog_ = std::move(next);
 }
 
 void EventLoop::advance_time(Duration d) {

@@ -180,7 +180,12 @@ bool TaskCore::request_cancel(const std::string& message) {
     if (done()) return false;
     if (cancel_requests < UINT16_MAX) ++cancel_requests;
     if (!message.empty()) ensure_extra().cancel_message = message;
-    if (Waiter* w = waiter(); w != nullptr && w->cancel(w, *this)) return true;
+    if (Waiter* w = waiter(); w != nullptr && !passing_cancel) {
+        passing_cancel = true;
+        const bool taken = w->cancel(w, *this);
+        passing_cancel = false;
+        if (taken) return true;
+    }
     must_cancel = true;
     return true;
 }

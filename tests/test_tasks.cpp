@@ -459,6 +459,33 @@ TEST(Tasks, CancellingTaskAwaitingAnotherTaskCancelsTheInnerOne) {
 }
 
 namespace {
+// Two tasks awaiting each other (a deadlock in the program): cancelling one must not pass the
+// cancellation round the cycle forever (it used to overflow the stack); both end cancelled.
+Coro<> await_task(Task<>* other) {
+    co_await corio::sleep(0s);
+    co_await *other;
+}
+
+Coro<> cancel_cycle_main() {
+    Task<> a;
+    Task<> b;
+    a = corio::create_task(await_task(&b), "a");
+    b = corio::create_task(await_task(&a), "b");
+    co_await corio::sleep(0s);
+    co_await corio::sleep(0s);  // both are now suspended on each other
+    EXPECT_TRUE(a.cancel());
+    EXPECT_TRUE(co_await raises_cancelled(a));
+    EXPECT_TRUE(co_await raises_cancelled(b));
+    EXPECT_TRUE(a.cancelled());
+    EXPECT_TRUE(b.cancelled());
+}
+}  // namespace
+
+TEST(Tasks, CancellingOneOfTwoTasksAwaitingEachOtherCancelsBothWithoutLooping) {
+    corio::run(cancel_cycle_main());
+}
+
+namespace {
 Coro<> cancel_before_run_main() {
     bool ran = false;
     Task<> t = corio::create_task(set_flag(&ran));

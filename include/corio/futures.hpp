@@ -75,7 +75,12 @@ struct AwaitCore : DoneWaiter, Waiter {
     }
     static bool on_cancel(Waiter* w, TaskCore& t) {
         auto* self = static_cast<AwaitCore*>(w);
-        if (self->shielded) {
+        // The target is the task whose cancellation reached us (tasks awaiting each other in a
+        // cycle): passing it back would go round forever. Stop waiting instead, as a shielded
+        // wait does; the cycle then unwinds with CancelledError.
+        const bool cycle = self->target->kind == FutureCore::Kind::Task &&
+                           static_cast<TaskCore*>(self->target)->passing_cancel;
+        if (self->shielded || cycle) {
             self->DoneWaiter::unlink();
             self->abandoned = true;
             t.wake();

@@ -8,9 +8,9 @@
 //       |   File 'app.cpp', line 12, in async read_reply()
 //       |   File 'app.cpp', line 20, in async fetch()
 //       + Awaited by:
-//          * Task(name='Task-1', id=0x5581c3a4d010)
-//            + Call stack:
-//            |   File 'app.cpp', line 31, in async main()
+//         * Task(name='Task-1', id=0x5581c3a4d010)
+//           + Call stack:
+//           |   File 'app.cpp', line 31, in async main()
 //
 // The call stack lists the coroutines the task is suspended in, innermost first, each with the
 // line of the co_await it waits at. The "awaited by" part lists the tasks waiting for this one:

@@ -45,7 +45,19 @@ class TaskGroup {
     // coroutine is then destroyed without running).
     template <Awaitable A>
     Task<run_result_t<A>> create_task(A&& aw, std::string name = {}) {
-        check_accepting();
+        try {
+            check_accepting();
+        } catch (...) {
+            // Refused, as asyncio closes the coroutine: not a coroutine "never awaited" by
+            // mistake, so debug mode must not report it.
+            if constexpr (detail::is_coro<std::remove_cvref_t<A>>::value) {
+                if (auto h = aw.release()) {
+                    h.promise().resume_point = std::noop_coroutine();
+                    h.destroy();
+                }
+            }
+            throw;
+        }
         auto task = corio::create_task(std::forward<A>(aw), std::move(name));
         adopt(task);
         return task;

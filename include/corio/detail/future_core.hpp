@@ -130,10 +130,13 @@ struct FutureCore {
     FutureState state : 2 = FutureState::Pending;
     Kind kind : 1 = Kind::Future;
     bool exception_retrieved : 1 = false;
-    bool must_cancel : 1 = false;       // task only: throw CancelledError at the next resumption
-    bool started : 1 = false;           // task only: its first step has run
-    bool transfer : 1 = false;          // task only: a Coro call or return set resume_point
-    bool queued : 1 = false;            // task only: in the ready queue (TaskCore::waiter())
+    bool must_cancel : 1 = false;  // task only: throw CancelledError at the next resumption
+    bool started : 1 = false;      // task only: its first step has run
+    bool transfer : 1 = false;     // task only: a Coro call or return set resume_point
+    bool queued : 1 = false;       // task only: in the ready queue (TaskCore::waiter())
+    // Task only: passing a cancellation on to what it awaits (request_cancel). Seen again, it
+    // means tasks await each other in a cycle, and the cycle must be cut rather than followed.
+    bool passing_cancel : 1 = false;
     std::uint16_t cancel_requests = 0;  // task only: requests not withdrawn (saturates)
     std::uint32_t refs = 0;
     std::uint32_t registry_index = 0;  // position in the loop's registry of live futures
