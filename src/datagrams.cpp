@@ -157,11 +157,9 @@ Coro<void> sendto_on(State s, std::string_view data, SocketAddress address) {
                          ": this datagram endpoint is connected to " + s->remote->to_string() +
                          " and sends there only");
     const std::string what = "sendto " + address.to_string();
-    // A Unix-domain receiver whose queue is full makes sendto() fail with EAGAIN while the
-    // sender's socket is reported writable (Linux wakes writers only for a connected peer), so
-    // waiting for writability alone would spin. After one such wake-up, pause instead, for a
-    // time that grows to 50 ms.
-    Duration pause = std::chrono::milliseconds(1);
+    // A full Unix-domain receiver would make a writability wait spin (see RetryPause): after
+    // one wake-up that did not help, pause instead.
+    detail::RetryPause pause;
     bool woke_writable = false;
     for (;;) {
         const int fd = open_fd(s, "sendto");
@@ -173,8 +171,7 @@ Coro<void> sendto_on(State s, std::string_view data, SocketAddress address) {
         if (n >= 0) co_return;
         if (const int err = errno; err != EAGAIN && err != EWOULDBLOCK) fail(err, what, *s);
         if (woke_writable && address.family() == AF_UNIX) {
-            co_await sleep(pause);
-            pause = std::min<Duration>(pause * 2, std::chrono::milliseconds(50));
+            co_await sleep(pause.next());
             woke_writable = false;
         } else {
             co_await wait_ready(s, fd, false, what.c_str());

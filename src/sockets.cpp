@@ -286,6 +286,18 @@ detail::IoAwaiter ready(int fd, bool readable) noexcept {
 
 }  // namespace
 
+namespace {
+
+// The received bytes, without keeping the whole receive buffer: a 4-byte message must not hold
+// on to 64 KiB for as long as the caller keeps it.
+std::string fit(std::string data, std::size_t size) {
+    data.resize(size);
+    if (data.capacity() > 2 * size + 64) data.shrink_to_fit();
+    return data;
+}
+
+}  // namespace
+
 std::size_t detail::RecvInto::await_resume() {
     const ssize_t r = IoAwaiter::await_resume();
     if (r < 0) fail(r, "recv");
@@ -295,7 +307,7 @@ std::size_t detail::RecvInto::await_resume() {
 Coro<void> sock_connect(Socket& sock, SocketAddress address) {
     const int fd = sock.fileno();
     if (fd < 0) throw_os_error(EBADF, "connect on a closed socket");
-    Duration pause = std::chrono::milliseconds(1);
+    detail::RetryPause pause;
     for (;;) {
         int r;
         do {
@@ -305,10 +317,8 @@ Coro<void> sock_connect(Socket& sock, SocketAddress address) {
         const int err = errno;
         if (err == EAGAIN && address.family() == AF_UNIX) {
             // The listener's backlog is full and the connection has not started; nothing
-            // signals when there is room, so try again after a pause that grows to 50 ms
-            // (asyncio would wrongly report success here).
-            co_await sleep(pause);
-            pause = std::min<Duration>(pause * 2, std::chrono::milliseconds(50));
+            // signals when there is room (asyncio would wrongly report success here).
+            co_await sleep(pause.next());
             continue;
         }
         if (err != EINPROGRESS) throw_os_error(err, "connect to " + address.to_string());
@@ -343,8 +353,7 @@ Coro<std::string> sock_recv(Socket& sock, std::size_t max_bytes) {
     const ssize_t r =
         co_await detail::IoAwaiter(detail::IoOp::Kind::Read, sock.fileno(), data.data(), max_bytes);
     if (r < 0) fail(r, "recv");
-    data.resize(static_cast<std::size_t>(r));
-    co_return data;
+    co_return fit(std::move(data), static_cast<std::size_t>(r));
 }
 
 Coro<void> sock_sendall(Socket& sock, std::string_view data) {
@@ -367,9 +376,8 @@ Coro<std::pair<std::string, SocketAddress>> sock_recvfrom(Socket& sock, std::siz
         const ssize_t n =
             ::recvfrom(fd, data.data(), max_bytes, 0, reinterpret_cast<sockaddr*>(&from), &len);
         if (n >= 0) {
-            data.resize(static_cast<std::size_t>(n));
             co_return std::pair<std::string, SocketAddress>(
-                std::move(data),
+                fit(std::move(data), static_cast<std::size_t>(n)),
                 SocketAddress::from_native(reinterpret_cast<sockaddr*>(&from), len));
         }
         if (errno == EINTR) continue;
@@ -382,6 +390,8 @@ Coro<std::pair<std::string, SocketAddress>> sock_recvfrom(Socket& sock, std::siz
 Coro<std::size_t> sock_sendto(Socket& sock, std::string_view data, SocketAddress address) {
     const int fd = sock.fileno();
     if (fd < 0) throw_os_error(EBADF, "sendto on a closed socket");
+    detail::RetryPause pause;
+    bool woke_writable = false;
     for (;;) {
         const ssize_t n =
             ::sendto(fd, data.data(), data.size(), MSG_NOSIGNAL, address.native(), address.size());
@@ -389,8 +399,14 @@ Coro<std::size_t> sock_sendto(Socket& sock, std::string_view data, SocketAddress
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             throw_os_error(errno, "sendto " + address.to_string());
+        if (woke_writable && address.family() == AF_UNIX) {
+            co_await sleep(pause.next());  // a full Unix receiver: see RetryPause
+            woke_writable = false;
+            continue;
+        }
         const ssize_t r = co_await ready(fd, false);
         if (r < 0) fail(r, "sendto");
+        woke_writable = true;
     }
 }
 

@@ -10,8 +10,8 @@
 // ephemeral ports, to Unix paths in a fresh temporary directory, or to unique abstract names.
 // Nothing depends on timing: let_loop_run() only gives the loop a few idle passes (so that a new
 // task reaches its co_await and the loop polls), and what must have happened is then checked.
-// (The one measurement, the CPU use in UnixConnectToAFullBacklogDoesNotBusyWait, can only err
-// towards passing on a loaded machine.)
+// (The measurements, the CPU use in UnixConnectToAFullBacklogDoesNotBusyWait and
+// SendtoAFullUnixReceiverDoesNotBusyWait, can only err towards passing on a loaded machine.)
 // The Happy Eyeballs tests run on the virtual clock, so the moment each attempt starts is exact;
 // their connect that hangs is one to a listener whose accept queue is full (HangingListener).
 #include <arpa/inet.h>
@@ -807,6 +807,45 @@ SOCK_TEST(SockStream, UnixConnectToAFullBacklogDoesNotBusyWait) {
     auto first = co_await corio::sock_accept(full.listener);
     co_await connector;
     (void)first;
+}
+
+SOCK_TEST(SockDgram, SendtoAFullUnixReceiverDoesNotBusyWait) {
+    // Linux reports the sender writable while the receiver's queue is full: waiting for
+    // writability alone would spin until the receiver reads.
+    Socket receiver(AF_UNIX, SOCK_DGRAM);
+    receiver.bind(SocketAddress::unix_path(abstract_name("full-dgram")));
+    const SocketAddress to = receiver.getsockname();
+    Socket sender(AF_UNIX, SOCK_DGRAM);
+    auto fill = [&]() -> corio::Coro<int> {
+        int sent = 0;
+        for (;;) {
+            co_await corio::sock_sendto(sender, "x", to);
+            ++sent;
+        }
+    };
+    auto filler = corio::create_task(fill());
+    co_await corio::sleep(50ms);  // long enough to fill the queue (a few hundred datagrams)
+    const auto wall_start = std::chrono::steady_clock::now();
+    const double cpu_start = thread_cpu_seconds();
+    co_await corio::sleep(200ms);
+    const double cpu = thread_cpu_seconds() - cpu_start;
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+    EXPECT_LT(cpu, 0.25 * wall) << "the loop used " << cpu << " s of CPU in " << wall
+                                << " s while a sendto waited";
+    CORIO_ASSERT(!filler.done());
+    // Room again: the waiting sendto goes through.
+    char buf[16];
+    while (::recv(receiver.fileno(), buf, sizeof buf, MSG_DONTWAIT) > 0) {
+    }
+    co_await corio::sleep(100ms);
+    filler.cancel();
+    try {
+        co_await filler;
+    } catch (const corio::CancelledError&) {
+    }
+    EXPECT_GT(::recv(receiver.fileno(), buf, sizeof buf, MSG_DONTWAIT), 0)
+        << "nothing was sent once the receiver had room";
 }
 
 SOCK_TEST(SockStream, AcceptReportsABoundUnixClientsPath) {

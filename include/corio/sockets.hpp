@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -135,6 +136,22 @@ class GaiError : public OSError {
 };
 
 namespace detail {
+
+// How to wait for what the kernel sends no wake-up for: a Unix listener's full backlog (connect
+// says EAGAIN) and a Unix datagram receiver's full queue (sendto says EAGAIN while the socket is
+// reported writable, since Linux wakes writers only for a connected peer). Pauses of 1 ms,
+// doubling up to 50 ms: quick when room comes soon, cheap when it does not.
+class RetryPause {
+  public:
+    std::chrono::nanoseconds next() noexcept {
+        const std::chrono::nanoseconds p = pause_;
+        pause_ = std::min<std::chrono::nanoseconds>(pause_ * 2, std::chrono::milliseconds(50));
+        return p;
+    }
+
+  private:
+    std::chrono::nanoseconds pause_ = std::chrono::milliseconds(1);
+};
 
 // The awaiter of sock_recv_into: the number of bytes received, 0 at end of stream.
 struct RecvInto : IoAwaiter {
