@@ -203,6 +203,7 @@ LoopStats detail::LoopAccess::counters(const EventLoop& loop) noexcept {
     s.time_polling = loop.stat_polling_;
     s.time_running = total > s.time_polling ? total - s.time_polling : Duration::zero();
     s.longest_step = loop.longest_step_;
+    if (loop.watchdog_) loop.watchdog_->stall_stats(s);
     return s;
 }
 

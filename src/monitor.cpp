@@ -5,6 +5,8 @@
 //     process <pid>
 //     loop <n> <backend> <running|stopped> <tid> <answered|stuck|no-answer>
 //     stats <iterations> <polls> <task steps> <callbacks> <polling ns> <running ns> <longest ns>
+//     stalls <threshold ns> <on-CPU x4> <off-CPU x4> <longest ns>   (with the watchdog; counts
+//                                                  by length: 1-2, 2-4, 4-8, 8+ thresholds)
 //     task <address> <id> <running|ready|waiting> <name>
 //     frame <line> <definition line> <function>\t<file>      (innermost first)
 //     awaited_by <address>
@@ -84,6 +86,18 @@ void write_loop_snapshot(EventLoop& loop, FixedText& out) noexcept {
     out.number(ns(s.time_polling)) << ' ';
     out.number(ns(s.time_running)) << ' ';
     out.number(ns(s.longest_step)) << '\n';
+    if (s.stall_threshold > Duration::zero()) {
+        out << "stalls ";
+        out.number(ns(s.stall_threshold));
+        for (const auto* counts : {&s.stalls_on_cpu, &s.stalls_off_cpu}) {
+            for (std::uint64_t n : *counts) {
+                out << ' ';
+                out.number(n);
+            }
+        }
+        out << ' ';
+        out.number(ns(s.longest_stall)) << '\n';
+    }
     const TaskCore* running = t_state.current_task;
     for (const FutureCore* c : LoopAccess::cores(loop)) {
         if (c->kind != FutureCore::Kind::Task || c->done()) continue;

@@ -7,6 +7,7 @@
 #include <atomic>
 
 #include "corio/coro.hpp"
+#include "crash.hpp"
 
 namespace corio {
 namespace {
@@ -71,6 +72,8 @@ Runner::~Runner() {
 
 EventLoop& Runner::get_loop() {
     if (closed_) throw RuntimeError("Runner is closed");
+    if (detail::crash_handler_wanted(options_.crash_handler ? &*options_.crash_handler : nullptr))
+        detail::install_crash_handler();
     if (!loop_)
         loop_.emplace(LoopOptions{.backend = options_.backend,
                                   .debug = options_.debug,

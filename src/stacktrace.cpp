@@ -7,6 +7,7 @@
 #include <semaphore.h>
 #include <signal.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -137,6 +138,88 @@ std::string symbolize_stack(void* const* frames, int count, const char* indent) 
         out += '\n';
     }
     return out;
+}
+
+namespace {
+
+// A line of the signal-safe stack, in a stack buffer.
+struct Line {
+    char buf[512];
+    std::size_t len = 0;
+    void put(const char* s) noexcept {
+        while (s != nullptr && *s != '\0' && len < sizeof buf - 1) buf[len++] = *s++;
+    }
+    void hex(std::uintptr_t v) noexcept {
+        char d[16];
+        int n = 0;
+        do {
+            d[n++] = "0123456789abcdef"[v & 0xf];
+            v >>= 4;
+        } while (v != 0);
+        put("0x");
+        while (n > 0 && len < sizeof buf - 1) buf[len++] = d[--n];
+    }
+    void number(unsigned long v) noexcept {
+        char d[24];
+        int n = 0;
+        do {
+            d[n++] = static_cast<char>('0' + v % 10);
+            v /= 10;
+        } while (v != 0);
+        while (n > 0 && len < sizeof buf - 1) buf[len++] = d[--n];
+    }
+};
+
+}  // namespace
+
+void write_stack_signal_safe(void* const* frames, int count, int fd) noexcept {
+#if CORIO_HAVE_LIBBACKTRACE
+    for (int i = 0; i < count; ++i) {
+        const auto pc = reinterpret_cast<std::uintptr_t>(frames[i]);
+        struct Found {
+            const char* function = nullptr;
+            const char* file = nullptr;
+            int line = 0;
+        } found;
+        backtrace_pcinfo(
+            state(), i == 0 ? pc : pc - 1,
+            [](void* data, std::uintptr_t, const char* file, int line, const char* fn) {
+                auto* f = static_cast<Found*>(data);
+                if (f->function == nullptr && fn != nullptr) {
+                    f->function = fn;
+                    f->file = file;
+                    f->line = line;
+                }
+                return 0;
+            },
+            [](void*, const char*, int) {}, &found);
+        if (found.function == nullptr) {
+            backtrace_syminfo(
+                state(), i == 0 ? pc : pc - 1,
+                [](void* data, std::uintptr_t, const char* symbol, std::uintptr_t, std::uintptr_t) {
+                    static_cast<Found*>(data)->function = symbol;
+                },
+                [](void*, const char*, int) {}, &found);
+        }
+        Line l;
+        l.put("    #");
+        l.number(static_cast<unsigned long>(i));
+        l.put(" ");
+        l.hex(pc);
+        l.put(" in ");
+        l.put(found.function != nullptr ? found.function : "??");
+        if (found.file != nullptr) {
+            l.put(" at ");
+            l.put(found.file);
+            l.put(":");
+            l.number(static_cast<unsigned long>(found.line));
+        }
+        l.put("\n");
+        [[maybe_unused]] ssize_t n = ::write(fd, l.buf, l.len);
+    }
+#else
+    ::backtrace_symbols_fd(frames, count, fd);
+#endif
 }
 
 namespace {

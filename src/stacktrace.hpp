@@ -26,6 +26,10 @@ int capture_stack(void** frames, int max_frames) noexcept;
 // known). Not async-signal-safe.
 std::string symbolize_stack(void* const* frames, int count, const char* indent);
 
+// Writes the frames to `fd` as symbolize_stack() does, but async-signal-safely (for crash
+// reports): no allocation, so function names are as the debug information spells them.
+void write_stack_signal_safe(void* const* frames, int count, int fd) noexcept;
+
 // Runs fn(arg, ucontext) on `thread`, inside a signal handler that interrupts it wherever it is
 // (SIGURG, chained to any handler installed before), and waits up to `limit_ms` for it to have
 // run. fn must be async-signal-safe. One such call at a time in the process. False if the thread

@@ -131,15 +131,15 @@ std::string syscall_name(long number) {
 // "on-CPU" or "off-CPU in clock_nanosleep (kernel: hrtimer_nanosleep)", from /proc: the thread's
 // scheduler state (running or runnable: it wants the CPU), and else the system call it sits in.
 // `cpu_share` (the CPU time it used over a short interval) is reported beside it.
-std::string cpu_state(pid_t tid, double cpu_share) {
+std::string cpu_state(pid_t tid, double cpu_share, Duration window) {
     const std::string task = "/proc/self/task/" + std::to_string(tid);
     const std::string stat = read_line(task + "/stat");
     const std::size_t paren = stat.rfind(')');
     const char state =
         paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : '?';
     char share[64];
-    std::snprintf(share, sizeof share, " (it used %.0f%% of a CPU over the last 50 ms)",
-                  cpu_share * 100);
+    std::snprintf(share, sizeof share, " (it used %.0f%% of a CPU over the last %.0f ms)",
+                  cpu_share * 100, std::chrono::duration<double, std::milli>(window).count());
     if (state == 'R' || (state == '?' && cpu_share >= 0.25)) return "on-CPU" + std::string(share);
     std::string text = "off-CPU";
     const std::string call = read_line(task + "/syscall");
@@ -242,23 +242,7 @@ void Watchdog::run() {
     }
 }
 
-void Watchdog::report_stall(std::unique_lock<std::mutex>& lock, std::uint32_t state,
-                            TimePoint since) {
-    // On- or off-CPU: how much of a short interval the loop thread spent running.
-    const Duration sample = std::chrono::milliseconds(50);
-    const Duration cpu_before = thread_cpu_time(loop_cpu_clock_);
-    const TimePoint wall_before = Clock::now();
-    wake_.wait_for(lock, sample, [&] { return stop_; });
-    if (stop_) return;
-    const Duration cpu_used = thread_cpu_time(loop_cpu_clock_) - cpu_before;
-    const Duration wall = Clock::now() - wall_before;
-    if (!still(state)) {
-        emit("corio watchdog: the event loop did not poll for " +
-             format_seconds(Clock::now() - since) + " (it went on before it could be looked at)\n");
-        return;
-    }
-    // Before the capture, which interrupts the system call the thread may be in.
-    const std::string where = cpu_state(loop_tid_, seconds(cpu_used) / seconds(wall));
+std::string Watchdog::describe_loop_thread(TimePoint since, const std::string& where) {
     Snapshot snapshot;
     const bool answered = run_in_signal_handler(loop_thread_, &fill, &snapshot, 1000);
     std::string text = "corio watchdog: the event loop has not polled for " +
@@ -294,15 +278,81 @@ void Watchdog::report_stall(std::unique_lock<std::mutex>& lock, std::uint32_t st
         }
         text += symbolize_stack(snapshot.frames + first, snapshot.frame_count - first, "    ");
     }
+    return text;
+}
+
+void Watchdog::report_stall(std::unique_lock<std::mutex>& lock, std::uint32_t state,
+                            TimePoint since) {
+    // On- or off-CPU: how much of a short interval the loop thread spent running.
+    const Duration sample = std::chrono::milliseconds(50);
+    const Duration cpu_before = thread_cpu_time(loop_cpu_clock_);
+    const TimePoint wall_before = Clock::now();
+    wake_.wait_for(lock, sample, [&] { return stop_; });
+    if (stop_) return;
+    Duration cpu_at = thread_cpu_time(loop_cpu_clock_);
+    TimePoint wall_at = Clock::now();
+    const double share = seconds(cpu_at - cpu_before) / seconds(wall_at - wall_before);
+    if (!still(state)) {
+        record_stall(Clock::now() - since, share >= 0.5);
+        emit("corio watchdog: the event loop did not poll for " +
+             format_seconds(Clock::now() - since) + " (it went on before it could be looked at)\n");
+        return;
+    }
+    // Before the capture, which interrupts the system call the thread may be in.
+    std::string where = cpu_state(loop_tid_, share, wall_at - wall_before);
+    const bool on_cpu = where.rfind("on-CPU", 0) == 0;
+    std::string text = describe_loop_thread(since, where);
     lock.unlock();
     emit(text);
     lock.lock();
 
-    // Once per stall; then the total, when the loop polls again (or stops).
-    while (!stop_ && still(state)) wake_.wait_for(lock, std::chrono::milliseconds(10));
+    // Again at 2x, 4x, 8x... the threshold while the stall lasts; then its total, when the loop
+    // polls again (or stops).
+    Duration next = 2 * options_.threshold;
+    while (!stop_ && still(state)) {
+        wake_.wait_for(lock, std::chrono::milliseconds(10));
+        if (stop_ || !still(state) || Clock::now() < since + next) continue;
+        next *= 2;
+        const Duration cpu_now = thread_cpu_time(loop_cpu_clock_);
+        const TimePoint wall_now = Clock::now();
+        where = cpu_state(loop_tid_, seconds(cpu_now - cpu_at) / seconds(wall_now - wall_at),
+                          wall_now - wall_at);
+        cpu_at = cpu_now;
+        wall_at = wall_now;
+        text = describe_loop_thread(since, where);
+        if (!still(state)) break;  // it ended meanwhile: the report would be about what follows
+        lock.unlock();
+        emit(text);
+        lock.lock();
+    }
     if (still(state)) return;  // the watchdog itself is being stopped
-    emit("corio watchdog: the event loop polled again after a stall of " +
-         format_seconds(Clock::now() - since) + "\n");
+    const Duration total = Clock::now() - since;
+    record_stall(total, on_cpu);
+    emit("corio watchdog: the event loop polled again after a stall of " + format_seconds(total) +
+         "\n");
+}
+
+void Watchdog::record_stall(Duration total, bool on_cpu) noexcept {
+    // Buckets by powers of two of the threshold: [1, 2), [2, 4), [4, 8), [8, inf).
+    std::size_t bucket = 0;
+    for (Duration limit = 2 * options_.threshold; bucket < kStallBuckets - 1 && total >= limit;
+         limit *= 2)
+        ++bucket;
+    (on_cpu ? stalls_on_cpu_ : stalls_off_cpu_)[bucket].fetch_add(1, std::memory_order_relaxed);
+    Clock::rep longest = longest_stall_.load(std::memory_order_relaxed);
+    while (total.count() > longest && !longest_stall_.compare_exchange_weak(
+                                          longest, total.count(), std::memory_order_relaxed)) {
+    }
+}
+
+void Watchdog::stall_stats(LoopStats& s) const noexcept {
+    static_assert(std::tuple_size_v<decltype(s.stalls_on_cpu)> == kStallBuckets);
+    s.stall_threshold = options_.threshold;
+    for (std::size_t i = 0; i < kStallBuckets; ++i) {
+        s.stalls_on_cpu[i] = stalls_on_cpu_[i].load(std::memory_order_relaxed);
+        s.stalls_off_cpu[i] = stalls_off_cpu_[i].load(std::memory_order_relaxed);
+    }
+    s.longest_stall = Duration(longest_stall_.load(std::memory_order_relaxed));
 }
 
 }  // namespace corio::detail

@@ -40,6 +40,11 @@ class Watchdog {
 
     Duration threshold() const noexcept { return options_.threshold; }
 
+    static constexpr std::size_t kStallBuckets = 4;
+    // The stall statistics of LoopStats. Allocates nothing (the monitor reads it in a signal
+    // handler).
+    void stall_stats(LoopStats& s) const noexcept;
+
   private:
     static constexpr std::uint32_t kIdle = 0;
 
@@ -47,6 +52,9 @@ class Watchdog {
     // The loop has been busy since `since` (real time) without polling, for over the threshold.
     void report_stall(std::unique_lock<std::mutex>& lock, std::uint32_t state, TimePoint since);
     void emit(const std::string& text);
+    // The report's body: the state of the loop thread, its task, await chain and native stack.
+    std::string describe_loop_thread(TimePoint since, const std::string& where);
+    void record_stall(Duration total, bool on_cpu) noexcept;
     bool still(std::uint32_t state) const noexcept { return state_.load() == state; }
 
     const WatchdogOptions options_;
@@ -61,6 +69,11 @@ class Watchdog {
     pthread_t loop_thread_{};
     pid_t loop_tid_ = 0;
     clockid_t loop_cpu_clock_{};
+
+    // Stalls that ended, by duration (see record_stall) and by whether the thread ran.
+    std::atomic<std::uint64_t> stalls_on_cpu_[kStallBuckets] = {};
+    std::atomic<std::uint64_t> stalls_off_cpu_[kStallBuckets] = {};
+    std::atomic<Clock::rep> longest_stall_{0};
 
     std::mutex mutex_;
     std::condition_variable wake_;

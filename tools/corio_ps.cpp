@@ -49,6 +49,7 @@ struct Loop {
     std::string backend, running, tid, how;
     int index = 0;
     std::vector<unsigned long long> stats;
+    std::vector<unsigned long long> stalls;  // threshold, 4 on-CPU, 4 off-CPU, longest
     std::vector<Task> tasks;
 };
 
@@ -109,6 +110,9 @@ std::vector<Loop> parse(const std::string& answer) {
         } else if (kind == "stats" && !loops.empty()) {
             unsigned long long v = 0;
             while (fields >> v) loops.back().stats.push_back(v);
+        } else if (kind == "stalls" && !loops.empty()) {
+            unsigned long long v = 0;
+            while (fields >> v) loops.back().stalls.push_back(v);
         } else if (kind == "task" && !loops.empty()) {
             Task t;
             fields >> t.address >> t.id >> t.state;
@@ -162,6 +166,14 @@ void print_loop_header(const Loop& l) {
             "%.3f s running; longest step %.3f s\n",
             l.stats[0], l.stats[1], l.stats[2], l.stats[3], seconds(l.stats[4]),
             seconds(l.stats[5]), seconds(l.stats[6]));
+    }
+    if (l.stalls.size() >= 10) {
+        const auto& st = l.stalls;
+        std::printf(
+            "  stalls over %.3f s (watchdog): on-CPU %llu, off-CPU %llu; by length 1-2x %llu/%llu, "
+            "2-4x %llu/%llu, 4-8x %llu/%llu, 8x+ %llu/%llu (on/off); longest %.3f s\n",
+            seconds(st[0]), st[1] + st[2] + st[3] + st[4], st[5] + st[6] + st[7] + st[8], st[1],
+            st[5], st[2], st[6], st[3], st[7], st[4], st[8], seconds(st[9]));
     }
 }
 

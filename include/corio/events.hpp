@@ -13,6 +13,7 @@
 // loop that is already running, or using a closed loop.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -103,6 +104,13 @@ struct LoopStats {
     // in debug mode only; zero otherwise.
     Duration longest_step{};
     std::string longest_step_task{};
+    // With the watchdog: the stalls that ended, by duration in multiples of the threshold
+    // ([1, 2), [2, 4), [4, 8), 8 and more), for a loop thread that was running (on-CPU) or
+    // waiting in the kernel (off-CPU), and the longest.
+    Duration stall_threshold{};
+    std::array<std::uint64_t, 4> stalls_on_cpu{};
+    std::array<std::uint64_t, 4> stalls_off_cpu{};
+    Duration longest_stall{};
 };
 
 // What is passed to the exception handler (asyncio's context dict).

@@ -32,6 +32,11 @@ struct RunOptions {
     std::optional<WatchdogOptions> watchdog{};
     // The monitor endpoint for corio-ps (see LoopOptions::monitor).
     std::optional<bool> monitor{};
+    // Crash reports: when the process dies of SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT or
+    // std::terminate, stderr shows the running task, its await chain and the native stack, and
+    // the process then dies of that signal as it would have. Unset: on, unless
+    // CORIO_CRASH_HANDLER=0. Installed once per process; handlers installed before are chained.
+    std::optional<bool> crash_handler{};
 };
 
 class Runner {
