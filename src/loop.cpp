@@ -498,7 +498,7 @@ void EventLoop::run_once() {
         passes_since_poll_ = 0;
         const bool idle = ready_.empty() && !stopping_;
         int timeout = idle ? poll_timeout_ms() : 0;
-        if (watchdog_) watchdog_->before_poll();
+        if (watchdog_) watchdog_->before_poll(timeout);
         const TimePoint before = Clock::now();
         const bool woken = backend_->poll(timeout);
         const TimePoint after = Clock::now();

@@ -215,10 +215,8 @@ void Watchdog::emit(const std::string& text) {
 }
 
 void Watchdog::run() {
-    // The first report must come while the loop is still stuck, not after the debug information
-    // has been read: read it now, on this thread, while nothing is waiting for it.
-    warm_up_symbolizer();
     std::unique_lock lock(mutex_);
+    bool warmed_up = false;
     while (!stop_) {
         std::uint32_t state = state_.load();
         if (state == kIdle) {
@@ -232,9 +230,20 @@ void Watchdog::run() {
         }
         const TimePoint since{Duration(busy_since_.load(std::memory_order_relaxed))};
         if (!still(state)) continue;
-        const TimePoint due = since + options_.threshold;
+        // Reading the debug information takes a good fraction of a second of CPU: done when a
+        // stall looks likely (the loop has been busy for half the threshold), so that a program
+        // that never stalls never pays for it, and the first report still comes while the loop
+        // is stuck.
+        const TimePoint due = since + (warmed_up ? options_.threshold : options_.threshold / 2);
         if (Clock::now() < due) {
             wake_.wait_until(lock, due, [&] { return stop_; });
+            continue;
+        }
+        if (!warmed_up) {
+            lock.unlock();
+            warm_up_symbolizer();
+            lock.lock();
+            warmed_up = true;
             continue;
         }
         if (!still(state)) continue;

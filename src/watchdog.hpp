@@ -30,7 +30,11 @@ class Watchdog {
     void loop_started(TimePoint now) noexcept;
     void loop_stopped() noexcept { state_.store(kIdle); }
 
-    void before_poll() noexcept { state_.store(kIdle); }
+    // Only a poll that may block makes the loop idle: a busy loop polls without waiting every
+    // few dozen steps, and parking the watchdog for each of those would cost a wake-up each.
+    void before_poll(int timeout_ms) noexcept {
+        if (timeout_ms != 0) state_.store(kIdle);
+    }
     void after_poll(TimePoint now) noexcept {
         busy_since_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
         if (++generation_ == kIdle) ++generation_;
