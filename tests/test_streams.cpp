@@ -7,13 +7,17 @@
 // 0, Unix servers a path in a fresh temporary directory or a unique abstract name. Nothing
 // synchronises by sleeping: a task is known to wait once the loop has had passes to run it, and
 // data is known to be there once a read returned it.
+#include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -1510,6 +1514,247 @@ STREAM_TEST(Server, AbortClientsResetsEachConnectionDroppingItsQueue) {
     EXPECT_LT(got.data.size(), bulk->data.size());
     w.close();
     co_await w.wait_closed();
+}
+
+namespace {
+
+// A handler that notes it started, waits for a line (a silent client never sends one) and
+// records how the wait ended.
+struct SilentClient {
+    corio::Event waiting;
+    corio::Event ended;
+    std::string line = "(not returned)";
+    std::exception_ptr error;
+};
+
+corio::Coro<> await_a_line(std::shared_ptr<SilentClient> seen, StreamReader r, StreamWriter w) {
+    seen->waiting.set();
+    try {
+        seen->line = co_await r.readline();
+    } catch (...) {
+        seen->error = std::current_exception();
+    }
+    seen->ended.set();
+    w.close();
+    co_await w.wait_closed();
+}
+
+}  // namespace
+
+STREAM_TEST(Server, CloseClientsEndsTheHandlerOfAClientThatNeverSentAnything) {
+    CapturedReports reports;
+    auto seen = std::make_shared<SilentClient>();
+    corio::ClientConnected cb = [seen](StreamReader r, StreamWriter w) {
+        return await_a_line(seen, std::move(r), std::move(w));
+    };
+    Server s = co_await corio::start_server(cb, "127.0.0.1", 0);
+    auto [r, w] = co_await corio::open_connection("127.0.0.1", port_of(s));
+    co_await seen->waiting.wait();  // the handler went on into readline() and waits there
+    co_await passes();
+    EXPECT_FALSE(seen->ended.is_set());
+    s.close();
+    s.close_clients();
+    co_await seen->ended.wait();
+    EXPECT_EQ(seen->line, "");  // the end of the stream, not an error
+    EXPECT_FALSE(seen->error) << text(seen->error);
+    const Drained got = co_await drain_reader(r);
+    EXPECT_EQ(got.data, "");
+    EXPECT_FALSE(got.error) << text(got.error);
+    co_await s.wait_closed();
+    w.close();
+    co_await w.wait_closed();
+    EXPECT_TRUE(reports.contexts.empty());
+}
+
+STREAM_TEST(Server, AbortClientsEndsTheHandlerOfAClientThatNeverSentAnything) {
+    CapturedReports reports;
+    auto seen = std::make_shared<SilentClient>();
+    corio::ClientConnected cb = [seen](StreamReader r, StreamWriter w) {
+        return await_a_line(seen, std::move(r), std::move(w));
+    };
+    Server s = co_await corio::start_server(cb, "127.0.0.1", 0);
+    auto [r, w] = co_await corio::open_connection("127.0.0.1", port_of(s));
+    co_await seen->waiting.wait();
+    co_await passes();
+    EXPECT_FALSE(seen->ended.is_set());
+    s.close();
+    s.abort_clients();
+    co_await seen->ended.wait();
+    EXPECT_EQ(seen->line, "");  // closed under the read: the end of the stream, as asyncio
+    EXPECT_FALSE(seen->error) << text(seen->error);
+    co_await s.wait_closed();
+    const Drained got = co_await drain_reader(r);
+    EXPECT_EQ(got.data, "");
+    EXPECT_TRUE(is_a<corio::ConnectionResetError>(got.error));
+    w.close();
+    co_await w.wait_closed();
+    EXPECT_TRUE(reports.contexts.empty());
+}
+
+// --- out of descriptors ------------------------------------------------------------------------
+
+namespace {
+
+// Tests that wait out the server's 1 s accept pause get more room than kBodyTimeout.
+const corio::Duration kSlowBodyTimeout = std::chrono::seconds(30);
+
+// The CPU time this thread (the loop's) has used, in seconds.
+double thread_cpu_seconds() {
+    rusage u{};
+    ::getrusage(RUSAGE_THREAD, &u);
+    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// How many descriptors this process has open.
+rlim_t open_descriptor_count() {
+    DIR* dir = ::opendir("/proc/self/fd");
+    if (dir == nullptr) throw std::runtime_error("cannot list /proc/self/fd");
+    const int own = ::dirfd(dir);
+    rlim_t n = 0;
+    while (const dirent* entry = ::readdir(dir)) {
+        const std::string name = entry->d_name;
+        if (name != "." && name != ".." && name != std::to_string(own)) ++n;
+    }
+    ::closedir(dir);
+    return n;
+}
+
+// Lowers the soft RLIMIT_NOFILE for its lifetime; restores it however the scope ends.
+class SoftDescriptorLimit {
+  public:
+    explicit SoftDescriptorLimit(rlim_t soft) {
+        if (::getrlimit(RLIMIT_NOFILE, &saved_) != 0)
+            throw std::runtime_error("getrlimit(RLIMIT_NOFILE) failed");
+        rlimit lowered = saved_;
+        lowered.rlim_cur = soft;
+        if (::setrlimit(RLIMIT_NOFILE, &lowered) != 0)
+            throw std::runtime_error("setrlimit(RLIMIT_NOFILE) failed");
+    }
+    SoftDescriptorLimit(const SoftDescriptorLimit&) = delete;
+    SoftDescriptorLimit& operator=(const SoftDescriptorLimit&) = delete;
+    ~SoftDescriptorLimit() { ::setrlimit(RLIMIT_NOFILE, &saved_); }
+
+  private:
+    rlimit saved_{};
+};
+
+// Takes every free descriptor under the soft limit (opening /dev/null until EMFILE), so that
+// the next descriptor anybody asks for fails with EMFILE; gives them back on release() or at
+// the end of its scope.
+class DescriptorTable {
+  public:
+    DescriptorTable() = default;
+    DescriptorTable(const DescriptorTable&) = delete;
+    DescriptorTable& operator=(const DescriptorTable&) = delete;
+    ~DescriptorTable() { release(); }
+
+    // True once open() said EMFILE (false for any other failure, or after `bound` opens).
+    bool fill(std::size_t bound) {
+        while (held_.size() < bound) {
+            const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (fd < 0) return errno == EMFILE;
+            held_.push_back(fd);
+        }
+        return false;
+    }
+    void release() noexcept {
+        for (const int fd : held_) ::close(fd);
+        held_.clear();
+    }
+    std::size_t held() const noexcept { return held_.size(); }
+
+  private:
+    std::vector<int> held_;
+};
+
+bool is_out_of_descriptors_report(const corio::ExceptionContext& c) {
+    const auto error = caught<corio::OSError>(c.exception);
+    return c.message == "socket.accept() out of system resource" && error &&
+           error->code() == EMFILE;
+}
+
+}  // namespace
+
+CORIO_TEST_WITH(Server, OutOfDescriptorsItPausesAcceptingWithoutSpinningThenServesAgain,
+                {.timeout = kSlowBodyTimeout}) {
+    // ENFILE (the system-wide table) is not tested: filling it would hurt the whole machine.
+    CapturedReports reports;
+    corio::ClientConnected cb = echo_lines;
+    Server s = co_await corio::start_server(cb, "127.0.0.1", 0);
+    const std::uint16_t port = port_of(s);
+    // The client's socket exists before the table is full: connecting needs no descriptor, and
+    // the connection completes in the listener's backlog although the server cannot accept it.
+    Socket client(AF_INET, SOCK_STREAM);
+    constexpr std::size_t kRoom = 16;
+    SoftDescriptorLimit limit(open_descriptor_count() + kRoom);
+    DescriptorTable table;
+    CORIO_ASSERT(table.fill(/*bound=*/100000));  // the next open()/accept() fails with EMFILE
+    EXPECT_GE(table.held(), kRoom);
+    const auto full_since = std::chrono::steady_clock::now();
+    co_await corio::sock_connect(client, SocketAddress::ip("127.0.0.1", port));
+    auto [r, w] = corio::open_stream(std::move(client));
+    w.write("sent while the table was full\n");
+
+    // The server tried, failed with EMFILE and reported it.
+    auto reported = [&reports] { return !reports.contexts.empty(); };
+    CORIO_ASSERT(co_await eventually(reported));
+    EXPECT_TRUE(is_out_of_descriptors_report(reports.contexts[0]))
+        << reports.contexts[0].message << ": " << text(reports.contexts[0].exception);
+
+    // While the table stays full the loop sleeps: a server retrying accept() at once would use
+    // all of the time on the CPU, an idle loop next to nothing.
+    auto reply = corio::create_task(r.readline(), "reply");
+    const auto wall_start = std::chrono::steady_clock::now();
+    const double cpu_start = thread_cpu_seconds();
+    co_await corio::sleep(300ms);
+    const double cpu = thread_cpu_seconds() - cpu_start;
+    const double wall = seconds_since(wall_start);
+    EXPECT_LT(cpu, 0.25 * wall) << "the loop used " << cpu << " s of CPU in " << wall
+                                << " s while accept() failed with EMFILE";
+    EXPECT_TRUE(s.is_serving());
+    EXPECT_FALSE(reply.done());
+    // One attempt on arrival, then one a second (the pause), whatever the machine's speed.
+    const std::size_t attempts = reports.contexts.size();
+    EXPECT_LE(static_cast<double>(attempts), 2.0 + seconds_since(full_since))
+        << attempts << " failed accept() attempts in " << seconds_since(full_since) << " s";
+    for (const corio::ExceptionContext& c : reports.contexts)
+        EXPECT_TRUE(is_out_of_descriptors_report(c)) << c.message << ": " << text(c.exception);
+
+    // Descriptors free up: the waiting connection is accepted after the pause, and served.
+    table.release();
+    const auto freed_at = std::chrono::steady_clock::now();
+    std::vector<corio::Task<std::string>> replies{reply};
+    co_await corio::wait(std::move(replies), corio::ALL_COMPLETED, 5s);  // a timeout: below
+    const double took = seconds_since(freed_at);
+    if (!reply.done()) {
+        ADD_FAILURE() << "the connection made while the table was full was not served within "
+                      << took << " s of descriptors freeing up";
+        reply.cancel();
+    }
+    const std::exception_ptr failed = co_await raised_by(reply);
+    if (!failed) {
+        EXPECT_EQ(reply.result(), "sent while the table was full\n");
+    } else {
+        EXPECT_TRUE(reply.cancelled()) << text(failed);
+    }
+    // And new connections are accepted at once.
+    std::string second = "(no reply within 5 s)";
+    auto second_client = echo_once(port, "a new client\n");
+    try {
+        second = co_await corio::wait_for(std::move(second_client), 5s);
+    } catch (const corio::TimeoutError&) {
+    }
+    EXPECT_EQ(second, "a new client\n");
+    EXPECT_TRUE(s.is_serving());
+    EXPECT_EQ(reports.contexts.size(), attempts);  // no failure once there was room
+    w.close();
+    co_await w.wait_closed();
+    co_await shut(s);
 }
 
 STREAM_TEST(Server, ServeForeverReturnsOnceClosedAndItsConnectionsAreGone) {
