@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -16,7 +17,8 @@ namespace {
 
 const char* g_how = "segv";
 
-int* volatile g_nowhere = nullptr;  // volatile: the write below must really happen
+// An address no program maps (the first page), not null: UBSan stops at a null pointer itself.
+std::uintptr_t volatile g_nowhere = 16;
 
 [[gnu::noinline]] void throw_boom() {
     throw std::runtime_error("boom");
@@ -28,7 +30,7 @@ int* volatile g_nowhere = nullptr;  // volatile: the write below must really hap
         auto no_escape = []() noexcept { throw_boom(); };
         no_escape();
     }
-    *g_nowhere = 42;  // segv, chained: a write through a null pointer
+    *reinterpret_cast<int*>(g_nowhere) = 42;  // segv, chained: a write to an unmapped address
 }
 
 corio::Coro<> innermost() {
