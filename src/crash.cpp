@@ -25,6 +25,7 @@
 
 #include "corio/coro.hpp"
 #include "corio/graph.hpp"
+#include "signal_safe.hpp"
 #include "stacktrace.hpp"
 
 namespace corio::detail {
@@ -48,24 +49,9 @@ class Out {
         return *this;
     }
     Out& operator<<(const char* s) noexcept { return *this << std::string_view(s ? s : "?"); }
-    Out& number(unsigned long long v) noexcept {
-        char digits[24];
-        int i = sizeof digits;
-        do {
-            digits[--i] = static_cast<char>('0' + v % 10);
-            v /= 10;
-        } while (v != 0);
-        return *this << std::string_view(digits + i, sizeof digits - static_cast<std::size_t>(i));
-    }
-    Out& hex(std::uintptr_t v) noexcept {
-        char digits[18];
-        int i = sizeof digits;
-        do {
-            digits[--i] = "0123456789abcdef"[v & 0xf];
-            v >>= 4;
-        } while (v != 0);
-        *this << "0x";
-        return *this << std::string_view(digits + i, sizeof digits - static_cast<std::size_t>(i));
+    Out& number(std::uint64_t v) noexcept {
+        NumberBuffer buf;
+        return *this << decimal(v, buf);
     }
     void flush() noexcept {
         std::size_t done = 0;

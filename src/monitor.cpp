@@ -32,6 +32,7 @@
 
 #include "corio/events.hpp"
 #include "corio/graph.hpp"
+#include "signal_safe.hpp"
 #include "stacktrace.hpp"
 
 namespace corio::detail {
@@ -46,25 +47,13 @@ FixedText& FixedText::operator<<(std::string_view s) noexcept {
 }
 
 FixedText& FixedText::number(std::uint64_t v) noexcept {
-    char digits[24];
-    int i = sizeof digits;
-    do {
-        digits[--i] = static_cast<char>('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    return *this << std::string_view(digits + i, sizeof digits - static_cast<std::size_t>(i));
+    NumberBuffer buf;
+    return *this << decimal(v, buf);
 }
 
 FixedText& FixedText::hex(std::uintptr_t v) noexcept {
-    char digits[2 + 2 * sizeof v];
-    int i = sizeof digits;
-    do {
-        digits[--i] = "0123456789abcdef"[v & 0xf];
-        v >>= 4;
-    } while (v != 0);
-    digits[--i] = 'x';
-    digits[--i] = '0';
-    return *this << std::string_view(digits + i, sizeof digits - static_cast<std::size_t>(i));
+    NumberBuffer buf;
+    return *this << hexadecimal(v, buf);
 }
 
 FixedText& FixedText::field(std::string_view s) noexcept {

@@ -14,6 +14,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <string_view>
+
+#include "signal_safe.hpp"
 
 #if CORIO_HAVE_LIBBACKTRACE
 // GCC's libbacktrace (libbacktrace.a beside libgcc). Its header lives in GCC's private include
@@ -146,27 +149,18 @@ namespace {
 struct Line {
     char buf[512];
     std::size_t len = 0;
-    void put(const char* s) noexcept {
-        while (s != nullptr && *s != '\0' && len < sizeof buf - 1) buf[len++] = *s++;
+    void put(std::string_view s) noexcept {
+        for (char c : s)
+            if (len < sizeof buf - 1) buf[len++] = c;
     }
+    void put(const char* s) noexcept { put(std::string_view(s != nullptr ? s : "")); }
     void hex(std::uintptr_t v) noexcept {
-        char d[16];
-        int n = 0;
-        do {
-            d[n++] = "0123456789abcdef"[v & 0xf];
-            v >>= 4;
-        } while (v != 0);
-        put("0x");
-        while (n > 0 && len < sizeof buf - 1) buf[len++] = d[--n];
+        NumberBuffer digits;
+        put(hexadecimal(v, digits));
     }
     void number(unsigned long v) noexcept {
-        char d[24];
-        int n = 0;
-        do {
-            d[n++] = static_cast<char>('0' + v % 10);
-            v /= 10;
-        } while (v != 0);
-        while (n > 0 && len < sizeof buf - 1) buf[len++] = d[--n];
+        NumberBuffer digits;
+        put(decimal(v, digits));
     }
 };
 
