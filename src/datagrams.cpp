@@ -353,7 +353,15 @@ DatagramEndpoint& DatagramEndpoint::operator=(DatagramEndpoint&& other) noexcept
 }
 
 DatagramEndpoint::~DatagramEndpoint() {
-    if (s_) s_->sock.close();
+    if (!s_ || !s_->sock) return;
+    if (detail::running_in_debug_mode()) {
+        try {
+            const auto name = get_extra_info("sockname");
+            detail::report_unclosed("DatagramEndpoint", name ? "on " + name->to_string() : "");
+        } catch (...) {
+        }
+    }
+    s_->sock.close();
 }
 
 Coro<std::pair<std::string, SocketAddress>> DatagramEndpoint::recvfrom(std::size_t max_bytes) {

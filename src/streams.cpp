@@ -42,6 +42,7 @@ struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
     bool eof_sent = false;
     bool closing = false;  // close() was called
     bool closed = false;
+    std::uint32_t writers = 0;  // StreamWriter handles (debug mode reports the last one dropped)
     std::exception_ptr write_error;
     Event below_low;  // set while at most `low` bytes are queued (or the writing failed)
     Event done;       // set once the socket is closed
@@ -454,7 +455,9 @@ const Socket& StreamWriter::socket() const {
 // --- connecting
 // -------------------------------------------------------------------------------------
 
-std::pair<StreamReader, StreamWriter> open_stream(Socket sock, std::size_t limit) {
+namespace {
+
+std::shared_ptr<detail::StreamConnection> connection_over(Socket sock, std::size_t limit) {
     if (!sock) throw ValueError("open_stream() of a closed socket");
     if (limit == 0) throw ValueError("limit must be > 0");
     auto c = std::make_shared<detail::StreamConnection>();
@@ -473,7 +476,59 @@ std::pair<StreamReader, StreamWriter> open_stream(Socket sock, std::size_t limit
     }
     c->sock = std::move(sock);
     c->limit = limit;
+    return c;
+}
+
+}  // namespace
+
+std::pair<StreamReader, StreamWriter> open_stream(Socket sock, std::size_t limit) {
+    auto c = connection_over(std::move(sock), limit);
     return {detail::StreamAccess::reader(c), detail::StreamAccess::writer(c)};
+}
+
+StreamReader detail::open_read_stream(Socket sock, std::size_t limit) {
+    return StreamAccess::reader(connection_over(std::move(sock), limit));
+}
+
+StreamWriter::StreamWriter(std::shared_ptr<detail::StreamConnection> c) : c_(std::move(c)) {
+    if (c_) ++c_->writers;
+}
+
+StreamWriter::StreamWriter(const StreamWriter& other) : c_(other.c_) {
+    if (c_) ++c_->writers;
+}
+
+StreamWriter& StreamWriter::operator=(const StreamWriter& other) {
+    if (this != &other) {
+        drop();
+        c_ = other.c_;
+        if (c_) ++c_->writers;
+    }
+    return *this;
+}
+
+StreamWriter& StreamWriter::operator=(StreamWriter&& other) noexcept {
+    if (this != &other) {
+        drop();
+        c_ = std::move(other.c_);
+    }
+    return *this;
+}
+
+StreamWriter::~StreamWriter() {
+    drop();
+}
+
+void StreamWriter::drop() noexcept {
+    if (!c_) return;
+    if (--c_->writers == 0 && !c_->closing && !c_->closed && detail::running_in_debug_mode()) {
+        try {
+            detail::report_unclosed("StreamWriter",
+                                    c_->peername ? "to " + c_->peername->to_string() : "");
+        } catch (...) {
+        }
+    }
+    c_.reset();
 }
 
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, std::uint16_t port,

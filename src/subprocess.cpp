@@ -410,12 +410,15 @@ Coro<Process> spawn(std::vector<std::string> argv, const ProcessOptions& options
 
     // From here on the child runs: nothing may throw without the Process that kills it.
     Process process = ProcessAccess::make(std::move(state));
-    auto end = [&](StdioPlan& plan) {
-        return open_stream(Socket::adopt(plan.parent.release()), options.limit);
+    auto reader = [&](StdioPlan& plan) {
+        if (plan.parent.get() < 0) return StreamReader();
+        return detail::open_read_stream(Socket::adopt(plan.parent.release()), options.limit);
     };
-    StreamWriter in = plans[0].parent.get() >= 0 ? end(plans[0]).second : StreamWriter();
-    StreamReader out = plans[1].parent.get() >= 0 ? end(plans[1]).first : StreamReader();
-    StreamReader err = plans[2].parent.get() >= 0 ? end(plans[2]).first : StreamReader();
+    StreamWriter in;
+    if (plans[0].parent.get() >= 0)
+        in = open_stream(Socket::adopt(plans[0].parent.release()), options.limit).second;
+    StreamReader out = reader(plans[1]);
+    StreamReader err = reader(plans[2]);
     ProcessAccess::connect(process, std::move(in), std::move(out), std::move(err));
     co_return process;
 }
@@ -467,6 +470,13 @@ Process& Process::operator=(Process&& other) noexcept {
 
 Process::~Process() {
     if (!state_ || state_->returncode) return;
+    if (detail::running_in_debug_mode()) {
+        try {
+            detail::report_unclosed("Process", "(pid " + std::to_string(state_->pid) +
+                                                   ", still running: it is killed)");
+        } catch (...) {
+        }
+    }
     try {
         state_->signal(SIGKILL);  // the watcher reaps it when it is gone
     } catch (...) {

@@ -157,22 +157,42 @@ void FutureCore::report_unretrieved() noexcept {
     }
 }
 
-void report_never_awaited(const PromiseBase& p) noexcept {
+namespace {
+
+// A debug-mode report about something dropped: `location` is where it comes from (if known),
+// and the running task, when there is one, says where it was dropped.
+void report_dropped(const std::string& message, SourceLocation location) noexcept {
     EventLoop* loop = t_state.running_loop;
     if (loop == nullptr || !loop->get_debug()) return;
     try {
         ExceptionContext ctx;
-        ctx.message = std::string("coroutine '") + p.def_function + "' was never awaited";
-        ctx.location = p.where();
-        // Where it was dropped: the running task, when there is one.
+        ctx.message = message;
         if (TaskCore* t = t_state.current_task) {
             ctx.task = t->name();
             ctx.coroutine = t->coroutine();
             ctx.call_graph = format_call_graph(AnyTask(t));
+            if (location.line == 0) location = innermost_location(*t);
         }
+        ctx.location = location;
         loop->call_exception_handler(ctx);
     } catch (...) {
         // A report must never turn a destructor into a crash.
+    }
+}
+
+}  // namespace
+
+void report_never_awaited(const PromiseBase& p) noexcept {
+    if (t_state.running_loop == nullptr || !t_state.running_loop->get_debug()) return;
+    report_dropped(std::string("coroutine '") + p.def_function + "' was never awaited", p.where());
+}
+
+void report_unclosed(const char* what, const std::string& details) noexcept {
+    if (t_state.running_loop == nullptr || !t_state.running_loop->get_debug()) return;
+    try {
+        report_dropped(std::string("unclosed ") + what + (details.empty() ? "" : " " + details),
+                       SourceLocation{});
+    } catch (...) {
     }
 }
 

@@ -799,6 +799,74 @@ corio::Coro<> yields(int times) {
     for (int i = 0; i < times; ++i) co_await corio::sleep(0s);
 }
 
+// --- resources dropped without being closed -------------------------------------------------
+
+// A stream writer dropped open, a process dropped while its child runs, a datagram endpoint
+// dropped open: each is reported in debug mode, naming the task that dropped it; closed ones are
+// not, and nothing is reported with debug mode off.
+corio::Coro<> drops_resources(bool close_them) {
+    corio::Socket listener(AF_INET, SOCK_STREAM);
+    listener.bind(corio::SocketAddress::ip("127.0.0.1", 0));
+    listener.listen();
+    {
+        auto [reader, writer] =
+            co_await corio::open_connection("127.0.0.1", listener.getsockname().port());
+        auto accepted = co_await corio::sock_accept(listener);
+        (void)accepted;
+        if (close_them) {
+            writer.close();
+            co_await writer.wait_closed();
+        }
+    }
+    {
+        corio::Process p = co_await corio::create_subprocess_exec("sleep", "30");
+        if (close_them) {
+            p.kill();
+            co_await p.wait();
+        }
+    }
+    {
+        corio::DatagramOptions options{.local_addr = {{"127.0.0.1", 0}}};
+        corio::DatagramEndpoint e = co_await corio::create_datagram_endpoint(options);
+        if (close_them) e.close();
+    }
+    // The killed child is reaped before the loop closes.
+    co_await corio::sleep(100ms);
+}
+
+TEST(DebugReports, ResourcesDroppedWithoutCloseAreReportedWithTheTaskThatDroppedThem) {
+    EventLoop loop(debug_mode(true));
+    Reports reports;
+    reports.install(loop);
+    loop.run_until_complete(loop.create_task(drops_resources(false), "dropper"));
+    for (const char* what : {"unclosed StreamWriter to 127.0.0.1:", "unclosed Process (pid ",
+                             "unclosed DatagramEndpoint on 127.0.0.1:"}) {
+        const auto found = reports.with(what);
+        ASSERT_EQ(found.size(), 1u) << what << reports.messages();
+        EXPECT_EQ(found[0].task, "dropper");
+        EXPECT_EQ(std::string_view(found[0].coroutine.function), "drops_resources");
+        EXPECT_TRUE(contains(found[0].location.file, "test_debug.cpp")) << found[0].location.file;
+        EXPECT_TRUE(contains(found[0].call_graph, "* Task(name='dropper'")) << found[0].call_graph;
+    }
+    EXPECT_EQ(reports.all.size(), 3u) << reports.messages();
+}
+
+TEST(DebugReports, ClosedResourcesAreNotReported) {
+    EventLoop loop(debug_mode(true));
+    Reports reports;
+    reports.install(loop);
+    loop.run_until_complete(loop.create_task(drops_resources(true), "closer"));
+    EXPECT_TRUE(reports.all.empty()) << reports.messages();
+}
+
+TEST(DebugReports, DroppedResourcesAreNotReportedWithDebugModeOff) {
+    EventLoop loop(debug_mode(false));
+    Reports reports;
+    reports.install(loop);
+    loop.run_until_complete(loop.create_task(drops_resources(false), "dropper"));
+    EXPECT_TRUE(reports.all.empty()) << reports.messages();
+}
+
 TEST(DebugReports, ASlowStepNamesTheTaskAndTheTwoCoAwaitsItRanBetween) {
     EventLoop loop(debug_mode(true));
     loop.slow_callback_duration = 50ms;

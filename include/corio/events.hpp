@@ -545,6 +545,14 @@ EventLoop& running_loop_or_throw();
 // Kills and reaps the children the loop still watches (src/subprocess.cpp); for close().
 void close_child_watcher(ChildWatcher& watcher) noexcept;
 
+// Debug mode: reports a resource dropped without having been closed (asyncio's "unclosed ..."
+// ResourceWarning), naming the running task and where it is.
+void report_unclosed(const char* what, const std::string& details) noexcept;
+// Whether the loop running on this thread is in debug mode (what such reports check first).
+inline bool running_in_debug_mode() noexcept {
+    return t_state.running_loop != nullptr && t_state.running_loop->get_debug();
+}
+
 // The default exception handler's output, usable without a loop.
 void print_exception_context(const ExceptionContext& context) noexcept;
 

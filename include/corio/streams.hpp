@@ -88,6 +88,13 @@ class StreamReader {
 class StreamWriter {
   public:
     StreamWriter() = default;
+    StreamWriter(const StreamWriter& other);
+    StreamWriter(StreamWriter&& other) noexcept = default;
+    StreamWriter& operator=(const StreamWriter& other);
+    StreamWriter& operator=(StreamWriter&& other) noexcept;
+    // In debug mode, the last writer of a connection dropped without close() or abort() is
+    // reported ("unclosed StreamWriter"); the connection is closed all the same.
+    ~StreamWriter();
 
     // Queues `data` and starts sending at once; never waits. Call drain() to apply
     // back-pressure. RuntimeError after close() or write_eof().
@@ -122,13 +129,19 @@ class StreamWriter {
 
   private:
     friend struct detail::StreamAccess;
-    explicit StreamWriter(std::shared_ptr<detail::StreamConnection> c) : c_(std::move(c)) {}
+    explicit StreamWriter(std::shared_ptr<detail::StreamConnection> c);
+    void drop() noexcept;
     std::shared_ptr<detail::StreamConnection> c_;
 };
 
 // A connected reader and writer over `sock` (TCP_NODELAY is set on TCP sockets).
 std::pair<StreamReader, StreamWriter> open_stream(Socket sock,
                                                   std::size_t limit = kDefaultStreamLimit);
+
+namespace detail {
+// A reader alone over `sock`, for a connection nobody writes to (a child's stdout).
+StreamReader open_read_stream(Socket sock, std::size_t limit);
+}  // namespace detail
 
 // Connects to host:port with create_connection() (a numeric host is used as it is, without a
 // resolver call) and returns the connection's streams. `options` turns on Happy Eyeballs,
