@@ -70,30 +70,39 @@ class ChildWatcher {
         use_pidfd_ = choice == nullptr || std::string_view(choice) != "sigchld";
     }
 
+    // Before a child is started: what can fail without it (SIGCHLD belongs to one loop at a
+    // time, so a second loop cannot watch children that way) fails here, before there is a
+    // child to leave behind.
+    void prepare() {
+        if (!use_pidfd_) install_sigchld();
+    }
+
     void watch(const std::shared_ptr<ChildState>& child) {
         children_.push_back(child);
-        if (use_pidfd_) {
-            const int fd = static_cast<int>(::syscall(SYS_pidfd_open, child->pid, 0));
-            if (fd >= 0) {
-                child->pidfd = fd;
-                loop_.add_reader(fd, [this, child] {
-                    if (reap(*child, WNOHANG)) forget(*child);
-                });
-                return;
+        try {
+            if (use_pidfd_) {
+                const int fd = static_cast<int>(::syscall(SYS_pidfd_open, child->pid, 0));
+                if (fd >= 0) {
+                    child->pidfd = fd;
+                    loop_.add_reader(fd, [this, child] {
+                        if (reap(*child, WNOHANG)) forget(*child);
+                    });
+                    return;
+                }
+                if (errno != ENOSYS)
+                    throw_os_error(errno, "pidfd_open(" + std::to_string(child->pid) + ")");
+                use_pidfd_ = false;  // the kernel has no pidfds: SIGCHLD from now on
             }
-            if (errno != ENOSYS) {
-                const int err = errno;
-                // Without a way to see it exit, the child cannot be left running.
+            install_sigchld();
+        } catch (...) {
+            // Without a way to see it exit, the child cannot be left running.
+            try {
                 child->signal(SIGKILL);
-                reap(*child, 0);
-                forget(*child);
-                throw_os_error(err, "pidfd_open(" + std::to_string(child->pid) + ")");
+            } catch (...) {
             }
-            use_pidfd_ = false;  // the kernel has no pidfds: SIGCHLD from now on
-        }
-        if (!sigchld_installed_) {
-            loop_.add_signal_handler(SIGCHLD, [this] { reap_exited(); });
-            sigchld_installed_ = true;
+            reap(*child, 0);
+            forget(*child);
+            throw;
         }
         // It may have exited before the handler was there to hear it.
         if (reap(*child, WNOHANG)) forget(*child);
@@ -147,6 +156,12 @@ class ChildWatcher {
 
     // remove_reader (forget) or the loop's close came first: the backend no longer watches it.
     static void close_pidfd(ChildState& child) noexcept { ::close(std::exchange(child.pidfd, -1)); }
+
+    void install_sigchld() {
+        if (sigchld_installed_) return;
+        loop_.add_signal_handler(SIGCHLD, [this] { reap_exited(); });
+        sigchld_installed_ = true;
+    }
 
     void reap_exited() noexcept {
         std::vector<std::shared_ptr<ChildState>> reaped;
@@ -326,6 +341,22 @@ Coro<Process> spawn(std::vector<std::string> argv, const ProcessOptions& options
                     const std::string& program) {
     EventLoop& loop = get_running_loop();
     if (program.empty()) throw ValueError("create_subprocess_exec: the program is empty");
+    // A C string ends at a NUL: the child would run with something else than what was asked
+    // (Python: "embedded null byte").
+    auto check_nul = [](std::string_view s, const char* what) {
+        const std::size_t nul = s.find('\0');
+        if (nul != std::string_view::npos)
+            throw ValueError(std::string("embedded null byte in ") + what + ": " +
+                             quoted(s.substr(0, nul)) + "...");
+    };
+    for (const std::string& a : argv) check_nul(a, "an argument");
+    if (options.cwd) check_nul(*options.cwd, "cwd");
+    if (options.env) {
+        for (const auto& [name, value] : *options.env) {
+            check_nul(name, "an environment variable's name");
+            check_nul(value, "an environment variable's value");
+        }
+    }
     const std::string path = find_program(program, options);
 
     std::array<StdioPlan, 3> plans{plan_stdio(options.in, 0), plan_stdio(options.out, 1),
@@ -388,6 +419,10 @@ Coro<Process> spawn(std::vector<std::string> argv, const ProcessOptions& options
         envp = env.data();
     }
 
+    auto& watcher = detail::LoopAccess::child_watcher(loop);
+    if (!watcher) watcher = std::make_shared<detail::ChildWatcher>(loop);
+    watcher->prepare();
+
     pid_t pid = -1;
     const int rc =
         ::posix_spawn(&pid, path.c_str(), &setup.actions, &setup.attr, args.data(), envp);
@@ -403,8 +438,6 @@ Coro<Process> spawn(std::vector<std::string> argv, const ProcessOptions& options
 
     auto state = std::make_shared<detail::ChildState>();
     state->pid = pid;
-    auto& watcher = detail::LoopAccess::child_watcher(loop);
-    if (!watcher) watcher = std::make_shared<detail::ChildWatcher>(loop);
     watcher->watch(state);
     for (StdioPlan& plan : plans) plan.child.reset();
 
