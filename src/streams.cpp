@@ -698,7 +698,16 @@ Coro<Server> start_unix_server(ClientConnected on_client, std::string path, std:
 }
 
 Server::~Server() {
-    // As asyncio: dropping the handle does not stop a server; close() does.
+    // The handle is the server's only owner: dropping it closes the listening sockets (the
+    // connections already accepted go on). Debug mode says so, since it was never close()d.
+    if (!s_ || !s_->serving || !detail::running_in_debug_mode()) return;
+    try {
+        std::string on;
+        for (const SocketAddress& a : s_->addresses)
+            on += (on.empty() ? "on " : ", ") + a.to_string();
+        detail::report_unclosed("Server", on);
+    } catch (...) {
+    }
 }
 
 std::vector<SocketAddress> Server::addresses() const {

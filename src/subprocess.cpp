@@ -433,6 +433,8 @@ Coro<Process> spawn(std::vector<std::string> argv, const ProcessOptions& options
             throw_os_error(errno, "the working directory " + quoted(*options.cwd));
         if (options.cwd && !S_ISDIR(st.st_mode))
             throw_os_error(ENOTDIR, "the working directory " + quoted(*options.cwd));
+        if (options.cwd && rc == EACCES && ::access(options.cwd->c_str(), X_OK) != 0)
+            throw_os_error(EACCES, "the working directory " + quoted(*options.cwd));
         throw_os_error(rc, quoted(program));
     }
 

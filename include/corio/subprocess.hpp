@@ -168,7 +168,8 @@ Coro<Process> spawn_exec(std::vector<std::string> argv, ProcessOptions options);
 // naming the program if it cannot be executed; ValueError for a misused option (STDOUT for `in`
 // or `out`, an empty program). (g++ 12 cannot compile a braced list of strings, such as
 // {"-l", "/tmp"}, inside a co_await expression: pass the arguments one by one, or a named
-// vector.)
+// vector. It also destroys a braced ProcessOptions that sets `cwd` or `env` twice when it is
+// written inside the co_await expression: give such options a name first.)
 template <detail::ProcessArg... Args>
 Coro<Process> create_subprocess_exec(ProcessOptions options, std::string program, Args&&... args) {
     std::vector<std::string> argv;
