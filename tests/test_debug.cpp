@@ -830,6 +830,18 @@ corio::Coro<> drops_resources(bool close_them) {
         corio::DatagramEndpoint e = co_await corio::create_datagram_endpoint(options);
         if (close_them) e.close();
     }
+    {
+        corio::ClientConnected ignore = [](corio::StreamReader,
+                                           corio::StreamWriter w) -> corio::Coro<> {
+            w.close();
+            co_return;
+        };
+        corio::Server server = co_await corio::start_server(ignore, "127.0.0.1", 0);
+        if (close_them) {
+            server.close();
+            co_await server.wait_closed();
+        }
+    }
     // The killed child is reaped before the loop closes.
     co_await corio::sleep(100ms);
 }
@@ -839,8 +851,9 @@ TEST(DebugReports, ResourcesDroppedWithoutCloseAreReportedWithTheTaskThatDropped
     Reports reports;
     reports.install(loop);
     loop.run_until_complete(loop.create_task(drops_resources(false), "dropper"));
-    for (const char* what : {"unclosed StreamWriter to 127.0.0.1:", "unclosed Process (pid ",
-                             "unclosed DatagramEndpoint on 127.0.0.1:"}) {
+    for (const char* what :
+         {"unclosed StreamWriter to 127.0.0.1:", "unclosed Process (pid ",
+          "unclosed DatagramEndpoint on 127.0.0.1:", "unclosed Server on 127.0.0.1:"}) {
         const auto found = reports.with(what);
         ASSERT_EQ(found.size(), 1u) << what << reports.messages();
         EXPECT_EQ(found[0].task, "dropper");
@@ -848,7 +861,7 @@ TEST(DebugReports, ResourcesDroppedWithoutCloseAreReportedWithTheTaskThatDropped
         EXPECT_TRUE(contains(found[0].location.file, "test_debug.cpp")) << found[0].location.file;
         EXPECT_TRUE(contains(found[0].call_graph, "* Task(name='dropper'")) << found[0].call_graph;
     }
-    EXPECT_EQ(reports.all.size(), 3u) << reports.messages();
+    EXPECT_EQ(reports.all.size(), 4u) << reports.messages();
 }
 
 TEST(DebugReports, ClosedResourcesAreNotReported) {
@@ -1531,6 +1544,29 @@ TEST(Watchdog, EachStallIsReportedAndItsEndOnce) {
         EXPECT_TRUE(contains(stall.front().text, "running task: twice ")) << stall.front().text;
         EXPECT_GE(number_after(stall.back().text, kEndReport), 0.7) << stall.back().text;
     }
+}
+
+// The issue's own case: a blocking sleep of 4 s on the loop thread with a 1 s threshold.
+TEST(Watchdog, AFourSecondSleepIsReportedOffCpuWhileItLastsThenItsTotal) {
+    WatchdogLog log;
+    EventLoop loop(LoopOptions{.watchdog = log.options(1s)});
+    Stall s;
+    loop.run_until_complete(loop.create_task(stalling_task(s, 4s), "sleeper"));
+    loop.set_watchdog(std::nullopt);
+    const std::vector<WatchdogLog::Entry> reports = log.taken();
+    // At 1 s and 2 s at least (4 s is when it ends), then the total.
+    ASSERT_GE(stall_reports_then_end(reports), 2u);
+    for (std::size_t i = 0; i + 1 < reports.size(); ++i) {
+        const std::string& text = reports[i].text;
+        EXPECT_TRUE(contains(text, "its thread is off-CPU in clock_nanosleep") ||
+                    contains(text, "its thread is off-CPU in nanosleep"))
+            << text;
+        EXPECT_TRUE(contains(text, "running task: sleeper ")) << text;
+    }
+    EXPECT_LT(reports[0].at, s.ended);
+    EXPECT_LT(reports[1].at, s.ended);
+    EXPECT_GE(number_after(reports[1].text, kStallReport), 2.0) << reports[1].text;
+    EXPECT_GE(number_after(reports.back().text, kEndReport), 3.9) << reports.back().text;
 }
 
 TEST(Watchdog, ALongStallIsReportedAgainAtTwiceAndFourTimesTheThresholdAndCounted) {
