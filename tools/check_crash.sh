@@ -33,7 +33,8 @@ expect_chain() {  # the task and its three coroutines, innermost first, with fil
     [[ $chain == "innermost middle outermost " ]] ||
         fail "$1: the await chain reads '$chain', expected 'innermost middle outermost'"
     expect "$1" "^  native stack:$"
-    expect "$1" "^    #[0-9]+ 0x[0-9a-f]+ in .*crash_here.* at .*crash_demo\.cpp:[0-9]+$"
+    # With debug information the frame has its file and line; a release build has only names.
+    expect "$1" "^    #[0-9]+ 0x[0-9a-f]+ in .*crash_here.*$"
 }
 
 run segv
