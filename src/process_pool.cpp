@@ -92,23 +92,34 @@ bool write_all(int fd, const void* data, std::size_t n) {
     return true;
 }
 
-bool send_descriptor(int socket, int fd) {
+// A one-byte message with room for one descriptor beside it: what send_descriptor and
+// receive_descriptor exchange.
+struct DescriptorMessage {
     char byte = 'w';
     iovec iov{&byte, 1};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
     msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+
+    DescriptorMessage() noexcept {
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+    }
+    DescriptorMessage(const DescriptorMessage&) = delete;
+    DescriptorMessage& operator=(const DescriptorMessage&) = delete;
+};
+
+bool send_descriptor(int socket, int fd) {
+    DescriptorMessage m;
+    cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int));
     std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
     ssize_t r = 0;
     do {
-        r = ::sendmsg(socket, &msg, MSG_NOSIGNAL);
+        r = ::sendmsg(socket, &m.msg, MSG_NOSIGNAL);
     } while (r < 0 && errno == EINTR);
     return r == 1;
 }
@@ -116,21 +127,14 @@ bool send_descriptor(int socket, int fd) {
 // The descriptor sent with the next message; -1 at end of file or on an error, -2 when a
 // message came without one.
 int receive_descriptor(int socket) noexcept {
-    char byte = 0;
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
+    DescriptorMessage m;
     ssize_t r = 0;
     do {
         // Close-on-exec, so that a program a job runs does not hold the worker's channel open.
-        r = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
+        r = ::recvmsg(socket, &m.msg, MSG_CMSG_CLOEXEC);
     } while (r < 0 && errno == EINTR);
     if (r <= 0) return -1;
-    const cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    const cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
     if (c == nullptr || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) return -2;
     int fd = -1;
     std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
