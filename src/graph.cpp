@@ -27,6 +27,29 @@ SourceLocation innermost_location(const TaskCore& task) {
     return {top.front().file, top.front().function, top.front().line};
 }
 
+bool is_corio_file(const char* file) noexcept {
+    // This file is <root>/src/graph.cpp: the library's sources are under <root>/src/.
+    static const std::string_view sources = [] {
+        std::string_view self = __FILE__;
+        return self.substr(0, self.size() - std::string_view("graph.cpp").size());
+    }();
+    const std::string_view f = file;
+    return f.starts_with(sources) || f.find("/include/corio/") != std::string_view::npos ||
+           f.starts_with("include/corio/");
+}
+
+SourceLocation user_location(const TaskCore& task) {
+    SourceLocation found = task.coroutine();
+    bool innermost = true;
+    walk_await_chain(task, [&](const PromiseBase& p) {
+        const FrameCallGraphEntry e = frame_entry(p);
+        if (innermost || !is_corio_file(e.file)) found = {e.file, e.function, e.line};
+        innermost = false;
+        return is_corio_file(e.file);
+    });
+    return found;
+}
+
 std::string short_function_name(std::string_view name) {
     std::string out;
     int depth = 0;

@@ -648,6 +648,7 @@ void EventLoop::close() {
         node->release();
     }
     backend_.reset();  // unlinks any I/O op a surviving frame still holds
+    detail::report_sockets_open_at_close(*this);
 }
 
 void EventLoop::abandon_on_close(detail::FutureCore& c) noexcept {

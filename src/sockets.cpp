@@ -11,14 +11,18 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <typeinfo>
+#include <unordered_map>
 
 #include "corio/executors.hpp"
+#include "corio/graph.hpp"
 #include "corio/staggered.hpp"
 #include "corio/tasks.hpp"
 
@@ -173,9 +177,159 @@ bool SocketAddress::operator==(const SocketAddress& other) const noexcept {
 
 // --- Socket -------------------------------------------------------------------------------------
 
-Socket::Socket(int family, int type, int protocol) {
+// --- debug mode: sockets still open when their loop closes ---------------------------------------
+//
+// A Socket closes itself when destroyed, which is how C++ code normally closes one, so unlike a
+// StreamWriter it is not reported when dropped. What debug mode reports is a Socket that never
+// gets destroyed: leaked, or kept by something that outlives the loop it was created under.
+// Sockets created while a debug-mode loop runs are recorded by descriptor until they are closed
+// or detached; those still recorded when that loop closes are reported then.
+
+namespace {
+
+struct OpenSocket {
+    EventLoop* loop = nullptr;
+    std::string task{};
+    SourceLocation coroutine{};
+    SourceLocation location{};
+};
+
+struct OpenSockets {
+    std::mutex mutex;
+    std::unordered_map<int, OpenSocket> by_fd;
+};
+
+// Never destroyed: sockets may be closed by static destructors, after this would be gone.
+OpenSockets& open_sockets() {
+    static auto* sockets = new OpenSockets;
+    return *sockets;
+}
+
+// How many are recorded: with debug mode off it stays 0, and closing a socket reads only this.
+std::atomic<std::size_t> g_open_sockets{0};
+
+void record_open_socket(int fd, SourceLocation where) noexcept {
+    EventLoop* loop = detail::t_state.running_loop;
+    if (loop == nullptr || !loop->get_debug()) return;
+    try {
+        // A standard-library header (optional::emplace, make_unique) is no useful answer to
+        // "where was it made": then, as for sockets the library makes (accept), the task says.
+        const bool useful = where.line != 0 && std::strstr(where.file, "/c++/") == nullptr;
+        OpenSocket record{.loop = loop, .location = useful ? where : SourceLocation{}};
+        if (detail::TaskCore* t = detail::t_state.current_task) {
+            record.task = t->name();
+            record.coroutine = t->coroutine();
+            if (!useful) record.location = detail::user_location(*t);
+        }
+        OpenSockets& sockets = open_sockets();
+        std::lock_guard lock(sockets.mutex);
+        if (sockets.by_fd.insert_or_assign(fd, std::move(record)).second) ++g_open_sockets;
+    } catch (...) {
+        // Debug bookkeeping must never make creating a socket fail.
+    }
+}
+
+void forget_open_socket(int fd) noexcept {
+    if (g_open_sockets.load(std::memory_order_relaxed) == 0) return;
+    OpenSockets& sockets = open_sockets();
+    std::lock_guard lock(sockets.mutex);
+    if (sockets.by_fd.erase(fd) != 0) --g_open_sockets;
+}
+
+std::string describe_open_socket(int fd) {
+    std::string kind;
+    int family = 0, type = 0;
+    socklen_t size = sizeof(int);
+    ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &size);
+    size = sizeof(int);
+    ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size);
+    switch (family) {
+        case AF_INET:
+            kind = "AF_INET";
+            break;
+        case AF_INET6:
+            kind = "AF_INET6";
+            break;
+        case AF_UNIX:
+            kind = "AF_UNIX";
+            break;
+        default:
+            kind = "family " + std::to_string(family);
+    }
+    switch (type) {
+        case SOCK_STREAM:
+            kind += " SOCK_STREAM";
+            break;
+        case SOCK_DGRAM:
+            kind += " SOCK_DGRAM";
+            break;
+        case SOCK_SEQPACKET:
+            kind += " SOCK_SEQPACKET";
+            break;
+        default:
+            kind += " type " + std::to_string(type);
+    }
+    std::string text = "fd=" + std::to_string(fd) + " " + kind;
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+        const std::string local =
+            SocketAddress::from_native(reinterpret_cast<sockaddr*>(&address), length).to_string();
+        if (!local.empty()) text += " laddr=" + local;
+    }
+    length = sizeof address;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+        const std::string peer =
+            SocketAddress::from_native(reinterpret_cast<sockaddr*>(&address), length).to_string();
+        if (!peer.empty()) text += " raddr=" + peer;
+    }
+    return text;
+}
+
+}  // namespace
+
+namespace detail {
+
+void report_sockets_open_at_close(EventLoop& loop) noexcept {
+    if (g_open_sockets.load(std::memory_order_relaxed) == 0) return;
+    std::vector<std::pair<int, OpenSocket>> found;
+    try {
+        OpenSockets& sockets = open_sockets();
+        std::lock_guard lock(sockets.mutex);
+        for (auto it = sockets.by_fd.begin(); it != sockets.by_fd.end();) {
+            if (it->second.loop == &loop) {
+                found.emplace_back(it->first, std::move(it->second));
+                it = sockets.by_fd.erase(it);
+                --g_open_sockets;
+            } else {
+                ++it;
+            }
+        }
+    } catch (...) {
+        return;
+    }
+    std::sort(found.begin(), found.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& [fd, record] : found) {
+        try {
+            ExceptionContext ctx;
+            ctx.message = "unclosed Socket " + describe_open_socket(fd) +
+                          ": still open when its event loop closed";
+            ctx.task = std::move(record.task);
+            ctx.coroutine = record.coroutine;
+            ctx.location = record.location;
+            loop.call_exception_handler(ctx);
+        } catch (...) {
+        }
+    }
+}
+
+}  // namespace detail
+
+Socket::Socket(int family, int type, int protocol, SourceLocation where) {
     fd_ = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
     if (fd_ < 0) throw_os_error(errno, "socket");
+    record_open_socket(fd_, where);
 }
 
 Socket Socket::adopt(int fd) {
@@ -189,7 +343,13 @@ Socket Socket::adopt(int fd) {
         s.detach();
         throw_os_error(err, "fcntl");
     }
+    record_open_socket(fd, SourceLocation{});
     return s;
+}
+
+int Socket::detach() noexcept {
+    if (fd_ >= 0) forget_open_socket(fd_);
+    return std::exchange(fd_, -1);
 }
 
 Socket& Socket::operator=(Socket&& other) noexcept {
@@ -265,6 +425,8 @@ void Socket::close() noexcept {
     if (fd_ < 0) return;
     if (EventLoop* loop = detail::t_state.running_loop)
         detail::LoopAccess::forget(*loop, fd_, EBADF);
+    // Before ::close: once closed, the number may be reused by a socket that gets recorded.
+    forget_open_socket(fd_);
     ::close(fd_);  // the descriptor is gone whatever close() returns (Linux)
     fd_ = -1;
 }

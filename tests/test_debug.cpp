@@ -880,6 +880,100 @@ TEST(DebugReports, DroppedResourcesAreNotReportedWithDebugModeOff) {
     EXPECT_TRUE(reports.all.empty()) << reports.messages();
 }
 
+// --- sockets still open when their loop closes ----------------------------------------------
+
+// A Socket closes itself when destroyed, so dropping one is no mistake; one that is never
+// destroyed (leaked, or kept past its loop) is reported when the loop closes.
+struct KeptSockets {
+    std::optional<corio::Socket> listener;
+    std::optional<corio::Socket> accepted;
+    std::uint32_t listener_line = 0;
+    std::uint32_t accept_line = 0;
+};
+
+corio::Coro<> keeps_sockets(KeptSockets& kept) {
+    kept.listener_line = __LINE__ + 1;
+    corio::Socket listener(AF_INET, SOCK_STREAM);
+    listener.bind(corio::SocketAddress::ip("127.0.0.1", 0));
+    listener.listen();
+    kept.listener = std::move(listener);
+    corio::Socket client(AF_INET, SOCK_STREAM);  // closed by going out of scope: not reported
+    co_await corio::sock_connect(client, kept.listener->getsockname());
+    kept.accept_line = __LINE__ + 1;
+    kept.accepted = (co_await corio::sock_accept(*kept.listener)).first;
+    corio::Socket closed(AF_INET, SOCK_DGRAM);
+    closed.close();
+    corio::Socket detached(AF_INET, SOCK_DGRAM);
+    ::close(detached.detach());
+}
+
+TEST(DebugReports, SocketsStillOpenWhenTheLoopClosesAreReportedWithTheTaskThatCreatedThem) {
+    KeptSockets kept;
+    corio::Socket outside(AF_INET, SOCK_STREAM);  // created with no loop running: not tracked
+    Reports reports;
+    {
+        EventLoop loop(debug_mode(true));
+        reports.install(loop);
+        loop.run_until_complete(loop.create_task(keeps_sockets(kept), "keeper"));
+        EXPECT_TRUE(reports.with("unclosed Socket").empty()) << "reported before the loop closed";
+        loop.close();
+    }
+    const std::string port = std::to_string(kept.listener->getsockname().port());
+    const auto found = reports.with("unclosed Socket");
+    ASSERT_EQ(found.size(), 2u) << reports.messages();
+    const std::string suffix = ": still open when its event loop closed";
+    // Sorted by descriptor: the listener was created first.
+    EXPECT_EQ(found[0].message, "unclosed Socket fd=" + std::to_string(kept.listener->fileno()) +
+                                    " AF_INET SOCK_STREAM laddr=127.0.0.1:" + port + suffix);
+    EXPECT_EQ(found[0].location.line, kept.listener_line);
+    EXPECT_TRUE(contains(found[0].location.file, "test_debug.cpp")) << found[0].location.file;
+    // accept() makes its socket inside the library: the location is the user's co_await.
+    EXPECT_TRUE(starts_with(
+        found[1].message, "unclosed Socket fd=" + std::to_string(kept.accepted->fileno()) +
+                              " AF_INET SOCK_STREAM laddr=127.0.0.1:" + port + " raddr=127.0.0.1:"))
+        << found[1].message;
+    EXPECT_TRUE(found[1].message.ends_with(suffix)) << found[1].message;
+    EXPECT_TRUE(contains(found[1].location.file, "test_debug.cpp")) << found[1].location.file;
+    EXPECT_EQ(found[1].location.line, kept.accept_line);
+    for (const ExceptionContext& c : found) {
+        EXPECT_EQ(c.task, "keeper");
+        EXPECT_EQ(std::string_view(c.coroutine.function), "keeps_sockets");
+    }
+    EXPECT_EQ(reports.all.size(), 2u) << reports.messages();
+}
+
+TEST(DebugReports, SocketsStillOpenWhenTheLoopClosesAreNotReportedWithDebugModeOff) {
+    KeptSockets kept;
+    EventLoop loop(debug_mode(false));
+    Reports reports;
+    reports.install(loop);
+    loop.run_until_complete(loop.create_task(keeps_sockets(kept), "keeper"));
+    loop.close();
+    EXPECT_TRUE(kept.listener && *kept.listener);
+    EXPECT_TRUE(reports.all.empty()) << reports.messages();
+}
+
+TEST(DebugReports, ASocketOutlivingOneLoopIsNotReportedByAnother) {
+    KeptSockets kept;
+    EventLoop first(debug_mode(true));
+    Reports first_reports, second_reports;
+    first_reports.install(first);
+    first.run_until_complete(first.create_task(keeps_sockets(kept), "keeper"));
+    {
+        EventLoop second(debug_mode(true));
+        second_reports.install(second);
+        auto other = []() -> corio::Coro<> { co_await corio::sleep(0s); };
+        second.run_until_complete(second.create_task(other(), "other"));
+        second.close();
+    }
+    EXPECT_TRUE(second_reports.all.empty()) << second_reports.messages();
+    // Closed before their loop closes: not reported by it either.
+    kept.listener.reset();
+    kept.accepted.reset();
+    first.close();
+    EXPECT_TRUE(first_reports.all.empty()) << first_reports.messages();
+}
+
 TEST(DebugReports, ASlowStepNamesTheTaskAndTheTwoCoAwaitsItRanBetween) {
     EventLoop loop(debug_mode(true));
     loop.slow_callback_duration = 50ms;

@@ -548,6 +548,9 @@ void close_child_watcher(ChildWatcher& watcher) noexcept;
 // Debug mode: reports a resource dropped without having been closed (asyncio's "unclosed ..."
 // ResourceWarning), naming the running task and where it is.
 void report_unclosed(const char* what, const std::string& details) noexcept;
+// Debug mode: reports the Sockets created under `loop` and still open (src/sockets.cpp); for
+// close().
+void report_sockets_open_at_close(EventLoop& loop) noexcept;
 // Whether the loop running on this thread is in debug mode (what such reports check first).
 inline bool running_in_debug_mode() noexcept {
     return t_state.running_loop != nullptr && t_state.running_loop->get_debug();

@@ -100,6 +100,12 @@ inline FrameCallGraphEntry frame_entry(const PromiseBase& p) noexcept {
 std::vector<FrameCallGraphEntry> await_chain(const TaskCore& task, std::size_t limit = kNoLimit);
 // The innermost coroutine of `task` and the line it is suspended at (or runs after).
 SourceLocation innermost_location(const TaskCore& task);
+// The innermost coroutine of `task` that is not corio's own (src/, include/corio/) and its line:
+// where in the user's code something the library did on its behalf comes from. The innermost
+// location when every frame is corio's.
+SourceLocation user_location(const TaskCore& task);
+// Whether `file` (a __FILE__) is one of corio's own sources or headers.
+bool is_corio_file(const char* file) noexcept;
 // A function name without its template arguments ("task_group<...lambda...>" -> "task_group"):
 // what call stacks show, since g++ spells out every argument.
 std::string short_function_name(std::string_view name);

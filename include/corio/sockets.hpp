@@ -44,6 +44,7 @@
 #include "corio/coro.hpp"
 #include "corio/detail/awaitable.hpp"
 #include "corio/detail/io.hpp"
+#include "corio/detail/source_location.hpp"
 #include "corio/errors.hpp"
 
 namespace corio {
@@ -80,11 +81,16 @@ class SocketAddress {
 };
 
 // An owned socket descriptor, non-blocking and close-on-exec.
+//
+// Destroying a Socket closes it. In debug mode, a Socket created while the loop runs and still
+// open when that loop closes (leaked, or kept past its loop) is reported as unclosed, naming
+// the task that created it and where.
 class Socket {
   public:
     Socket() noexcept = default;
-    // socket(family, type, protocol); OSError on failure.
-    Socket(int family, int type, int protocol = 0);
+    // socket(family, type, protocol); OSError on failure. `where` is for debug mode's report.
+    Socket(int family, int type, int protocol = 0,
+           SourceLocation where = SourceLocation::current());
     // Takes ownership of `fd` and makes it non-blocking and close-on-exec.
     static Socket adopt(int fd);
 
@@ -113,7 +119,7 @@ class Socket {
     // fail with OSError(EBADF).
     void close() noexcept;
     // Gives up ownership of the descriptor and returns it.
-    int detach() noexcept { return std::exchange(fd_, -1); }
+    int detach() noexcept;
 
   private:
     int checked() const;
