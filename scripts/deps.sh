@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages corio's build, tests and CI need, but only those that are missing,
 # so running it every time is cheap.
-#   --bench   also install what the benchmark comparisons need (python3-uvloop)
+#   --bench   also install what the benchmarks and their peers need (bench/README.md): Google
+#             Benchmark, uvloop, libuv, Asio, Rust's tokio crates, Go, wrk, nginx, matplotlib
 set -euo pipefail
 
 packages=(cmake ninja-build g++ clang clang-format libgtest-dev libgmock-dev libbenchmark-dev
@@ -11,9 +12,12 @@ packages=(cmake ninja-build g++ clang clang-format libgtest-dev libgmock-dev lib
 
 for arg in "$@"; do
     case $arg in
-        --bench) packages+=(python3-uvloop) ;;
+        --bench)
+            packages+=(python3-uvloop libuv1-dev libasio-dev cargo rustc librust-tokio-dev golang-go
+                wrk nginx-light python3-matplotlib util-linux)
+            ;;
         -h | --help)
-            sed -n '2,4p' "$0"
+            sed -n '2,5p' "$0"
             exit 0
             ;;
         *)

@@ -16,16 +16,29 @@ namespace corio {
 namespace detail {
 
 // One connection, shared by its reader, its writer and the task that sends what is queued.
+// The thread's receive buffer (StreamConnection::fill): 64 KiB, shared by the connections of
+// the loop running on the thread.
+inline char* receive_buffer() {
+    thread_local const std::unique_ptr<char[]> buffer =
+        std::make_unique_for_overwrite<char[]>(64 * 1024);
+    return buffer.get();
+}
+
 struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
     Socket sock;
     std::size_t limit = kDefaultStreamLimit;
 
-    // Reading: in[in_begin, in_end) has been received and not yet read. A plain array: growing
-    // a std::string would zero-fill every receive's room.
+    // Reading: base()[in_begin, in_end) has been received and not yet read. It is in `in`, the
+    // connection's own buffer (a plain array: growing a std::string would zero-fill every
+    // receive's room), or, while `borrowed`, in the thread's receive buffer (receive_buffer()):
+    // a connection with nothing buffered waits for data without holding any buffer, and a
+    // receive that the read consumes whole is never copied twice. Borrowed bytes are moved to
+    // `in` before the reading task can be suspended (settle()).
     std::unique_ptr<char[]> in;
     std::size_t in_cap = 0;
     std::size_t in_begin = 0;
     std::size_t in_end = 0;
+    bool borrowed = false;
     bool drained = false;  // the last receive came back short: wait before the next one
     bool eof = false;
     bool reading = false;
@@ -52,22 +65,27 @@ struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
     ~StreamConnection() { finish_close(); }
 
     std::size_t available() const noexcept { return in_end - in_begin; }
-    std::string_view unread() const noexcept { return {in.get() + in_begin, available()}; }
+    char* base() const noexcept { return borrowed ? receive_buffer() : in.get(); }
+    std::string_view unread() const noexcept { return {base() + in_begin, available()}; }
     std::size_t queued() const noexcept { return inflight.size() - inflight_pos + out.size(); }
     // Also for the peer's name and ours, which stay known after the socket is closed.
     std::optional<SocketAddress> peername;
     std::optional<SocketAddress> sockname;
 
     std::string take(std::size_t n) {
-        std::string s(in.get() + in_begin, n);
+        std::string s(base() + in_begin, n);
+        consume(n);
+        return s;
+    }
+    void consume(std::size_t n) noexcept {
         in_begin += n;
         if (in_begin == in_end) in_begin = in_end = 0;
-        return s;
     }
 
     static constexpr std::size_t kChunk = 64 * 1024;  // room per receive (not zero-filled)
 
-    // Makes room for at least `want` bytes after the unread data; returns the room there is.
+    // Makes room in `in` for at least `want` bytes after the unread data; returns the room there
+    // is. Not while borrowed.
     std::size_t reserve(std::size_t want) {
         if (in_cap - in_end >= want) return in_cap - in_end;
         const std::size_t have = available();
@@ -85,19 +103,94 @@ struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
         return in_cap - in_end;
     }
 
-    // Receives more into the buffer; false at the end of the stream.
+    // Moves unread borrowed bytes into `in`: the thread's receive buffer is another
+    // connection's as soon as this task is suspended or its read returns.
+    void settle() {
+        if (!borrowed) return;
+        const std::size_t have = available();
+        const std::size_t from = in_begin;
+        borrowed = false;
+        in_begin = in_end = 0;
+        if (have == 0) return;
+        reserve(have);
+        std::memcpy(in.get(), receive_buffer() + from, have);
+        in_end = have;
+    }
+
+    // Receives more; false at the end of the stream.
     Coro<bool> fill() {
         if (closed) eof = true;  // closed here: the reads end as at the end of the stream
         if (eof) co_return false;
-        const std::size_t room = reserve(kChunk);
-        ssize_t n =
-            co_await IoAwaiter(IoOp::Kind::Read, sock.fileno(), in.get() + in_end, room, !drained);
-        if (n > 0) in_end += static_cast<std::size_t>(n);
+        settle();
+        ssize_t n;
+        std::size_t room;
+        if (available() == 0) {
+            // Nothing buffered: no buffer is held while waiting (an idle connection costs only
+            // its state), and the receive lands in the thread's buffer.
+            if (drained) {  // about to wait: a buffer kept from earlier reads is not needed
+                in.reset();
+                in_cap = 0;
+            }
+            room = kChunk;
+            do {
+                n = co_await receive(receive_buffer(), room);
+            } while (n == -EAGAIN);
+            if (n > 0) {
+                borrowed = true;
+                in_begin = 0;
+                in_end = static_cast<std::size_t>(n);
+            }
+        } else {
+            room = reserve(kChunk);
+            n = co_await IoAwaiter(IoOp::Kind::Read, sock.fileno(), in.get() + in_end, room,
+                                   !drained);
+            if (n > 0) in_end += static_cast<std::size_t>(n);
+        }
         drained = n >= 0 && static_cast<std::size_t>(n) < room;
         if (n < 0 && closed) n = 0;  // closed while the read waited (as asyncio: end of stream)
         if (n < 0) throw_os_error(static_cast<int>(-n), "recv");
         if (n == 0) eof = true;
         co_return n > 0;
+    }
+
+    // Receives into `buffer` from the reading task's own step (after waiting for readability
+    // if the last receive came back short): unlike an IoOp Read, the backend never holds the
+    // buffer, so one buffer can serve every connection of the thread. co_await gives bytes,
+    // or -errno; -EAGAIN when woken for nothing, to be awaited again.
+    struct Receive {
+        // Suspends through `readable`, which handles cancellation: no wrapper needed.
+        static constexpr bool corio_cancel_aware = true;
+        StreamConnection& c;
+        char* buffer;
+        std::size_t size;
+        IoAwaiter readable{IoOp::Kind::Readable, -1, nullptr, 0};
+        ssize_t result = -EAGAIN;
+
+        bool attempt() noexcept {
+            do {
+                result = ::recv(c.sock.fileno(), buffer, size, 0);
+            } while (result < 0 && errno == EINTR);
+            if (result < 0) result = -errno;
+            if (result == -EWOULDBLOCK) result = -EAGAIN;
+            if (result == -EAGAIN) c.drained = true;
+            return result != -EAGAIN;
+        }
+        bool await_ready() noexcept { return !c.drained && attempt(); }
+        bool await_suspend(std::coroutine_handle<> h) {
+            readable.fd = c.sock.fileno();
+            return readable.await_suspend(h);
+        }
+        ssize_t await_resume() {
+            if (result != -EAGAIN) return result;  // received without waiting
+            const ssize_t r = readable.await_resume();
+            if (r < 0) return r;
+            c.drained = false;
+            attempt();
+            return result;
+        }
+    };
+    Receive receive(char* buffer, std::size_t size) noexcept {
+        return Receive{*this, buffer, size};
     }
 
     // One reader at a time, as asyncio requires.
@@ -109,7 +202,10 @@ struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
                                    "() called while another task is already waiting for data");
             c.reading = true;
         }
-        ~ReadScope() { c.reading = false; }
+        ~ReadScope() {
+            c.reading = false;
+            c.settle();  // a read that returns may leave bytes behind: into the connection's own
+        }
     };
 
     void update_marks() {
@@ -120,7 +216,9 @@ struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
         }
     }
 
-    void write(std::string_view data) {
+    // `owned`, when given, holds `data`: what the socket does not take at once is then queued
+    // by moving the string rather than copying the rest of it.
+    void write(std::string_view data, std::string* owned = nullptr) {
         if (closing || closed) throw RuntimeError("write() after close()");
         if (eof_wanted) throw RuntimeError("write() after write_eof()");
         if (write_error || data.empty()) return;  // drain() reports the error
@@ -134,10 +232,20 @@ struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
                 record_error(errno);
                 return;
             }
-            if (n > 0) data.remove_prefix(static_cast<std::size_t>(n));
-            if (data.empty()) return;
+            const std::size_t sent = n > 0 ? static_cast<std::size_t>(n) : 0;
+            if (sent == data.size()) return;
+            if (owned != nullptr) {
+                // Nothing is queued, so no send is pending on `inflight`: it can be replaced.
+                inflight = std::move(*owned);
+                inflight_pos = sent;
+            } else {
+                out.assign(data.substr(sent));
+            }
+        } else if (owned != nullptr && out.empty()) {
+            out = std::move(*owned);
+        } else {
+            out.append(data);
         }
-        out.append(data);
         update_marks();
         start_sending();
     }
@@ -269,21 +377,26 @@ Coro<std::string> StreamReader::readexactly(std::size_t n) {
     co_return c.take(n);
 }
 
-Coro<std::string> StreamReader::readuntil(std::string_view separator) {
-    std::vector<std::string> one;
-    one.emplace_back(separator);
-    co_return co_await readuntil(std::move(one));
-}
+namespace {
 
-Coro<std::string> StreamReader::readuntil(std::vector<std::string> separators) {
-    detail::StreamConnection& c = conn(c_);
-    auto keep = c_;
-    if (separators.empty()) throw ValueError("readuntil() needs at least one separator");
+// readuntil() with `many` separators, or with `one` if `single`: one coroutine frame and no
+// allocation for the common single separator.
+Coro<std::string> read_until(std::shared_ptr<detail::StreamConnection> keep,
+                             std::vector<std::string> many, std::string_view one, bool single) {
+    detail::StreamConnection& c = conn(keep);
+    if (!single && many.empty()) throw ValueError("readuntil() needs at least one separator");
+    auto each = [&](auto&& visit) {
+        if (single) {
+            visit(one);
+        } else {
+            for (const std::string& s : many) visit(std::string_view(s));
+        }
+    };
     std::size_t longest = 0;
-    for (const std::string& s : separators) {
+    each([&](std::string_view s) {
         if (s.empty()) throw ValueError("Separator should contain at least one byte");
         longest = std::max(longest, s.size());
-    }
+    });
     detail::StreamConnection::ReadScope scope(c, "readuntil");
     std::size_t searched = 0;  // bytes of the buffer known to start no separator
     for (;;) {
@@ -292,16 +405,16 @@ Coro<std::string> StreamReader::readuntil(std::vector<std::string> separators) {
         // (Python 3.13).
         std::size_t best = std::string_view::npos;
         std::size_t best_end = 0;
-        for (const std::string& s : separators) {
+        each([&](std::string_view s) {
             const std::size_t at = data.find(s, searched);
-            if (at == std::string_view::npos) continue;
+            if (at == std::string_view::npos) return;
             const std::size_t end = at + s.size();
             if (best == std::string_view::npos || end < best_end ||
                 (end == best_end && at > best)) {
                 best = at;
                 best_end = end;
             }
-        }
+        });
         if (best != std::string_view::npos) {
             // The limit bounds where the separator starts, not the separator itself.
             if (best > c.limit)
@@ -314,6 +427,16 @@ Coro<std::string> StreamReader::readuntil(std::vector<std::string> separators) {
         if (c.eof) throw IncompleteReadError(c.take(c.available()), 0);
         co_await c.fill();
     }
+}
+
+}  // namespace
+
+Coro<std::string> StreamReader::readuntil(std::string_view separator) {
+    return read_until(c_, {}, separator, true);
+}
+
+Coro<std::string> StreamReader::readuntil(std::vector<std::string> separators) {
+    return read_until(c_, std::move(separators), {}, false);
 }
 
 Coro<std::string> StreamReader::readline() {
@@ -336,9 +459,9 @@ Coro<std::string> StreamReader::readline() {
         // Drop the over-long line (up to its newline if it is there), as asyncio does.
         const std::string_view data = c.unread();
         if (data.size() > consumed && data[consumed] == '\n') {
-            c.take(consumed + 1);
+            c.consume(consumed + 1);
         } else {
-            c.take(c.available());
+            c.consume(c.available());
         }
         throw LimitOverrunError(message, consumed);
     }
@@ -352,15 +475,17 @@ Coro<std::size_t> StreamReader::read_into(std::span<char> buffer) {
     if (buffer.empty()) co_return 0;
     if (c.available() > 0) {
         const std::size_t n = std::min(buffer.size(), c.available());
-        std::copy_n(c.in.get() + c.in_begin, n, buffer.data());
-        c.take(n);
+        std::copy_n(c.base() + c.in_begin, n, buffer.data());
+        c.consume(n);
         co_return n;
     }
     if (c.closed) c.eof = true;
     if (c.eof) co_return 0;
     // Straight from the socket into the caller's buffer.
-    ssize_t n = co_await detail::IoAwaiter(detail::IoOp::Kind::Read, c.sock.fileno(), buffer.data(),
-                                           buffer.size(), !c.drained);
+    ssize_t n;
+    do {
+        n = co_await c.receive(buffer.data(), buffer.size());
+    } while (n == -EAGAIN);
     c.drained = n >= 0 && static_cast<std::size_t>(n) < buffer.size();
     if (n < 0 && c.closed) n = 0;
     if (n < 0) throw_os_error(static_cast<int>(-n), "recv");
@@ -380,6 +505,14 @@ std::size_t StreamReader::limit() const noexcept {
 // -----------------------------------------------------------------------------------
 
 void StreamWriter::write(std::string_view data) {
+    conn(c_).write(data);
+}
+
+void StreamWriter::write(std::string&& data) {
+    conn(c_).write(data, &data);
+}
+
+void StreamWriter::write(const char* data) {
     conn(c_).write(data);
 }
 
@@ -650,7 +783,11 @@ Coro<void> accept_loop(std::weak_ptr<ServerState> weak, std::size_t index) {
                 s->update_idle();
             }
         };
-        std::erase_if(server->clients, [](const auto& w) { return w.expired(); });
+        // Forget the closed ones once they could be half the list: amortised O(1) per accept
+        // (erasing on every accept made accepting N connections cost N^2 / 2 checks).
+        if (server->clients.size() >= 2 * server->open) {
+            std::erase_if(server->clients, [](const auto& w) { return w.expired(); });
+        }
         server->clients.push_back(c);
         create_task(run_client(server, std::move(reader), std::move(writer)), "client");
     }

@@ -723,6 +723,58 @@ STREAM_TEST(StreamReader, ReadIntoTakesTheBufferFirstThenReadsTheSocket) {
     EXPECT_TRUE(l.b.r.at_eof());
 }
 
+// A connection with nothing buffered receives into a buffer its thread shares with the other
+// connections; what a read leaves over must be its own before anyone else receives.
+STREAM_TEST(StreamReader, BytesLeftOverByAReadSurviveOtherConnectionsReadingInBetween) {
+    Link one = unix_link();
+    Link two = unix_link();
+    one.a.w.write("first\nleft over by one");
+    two.a.w.write(payload(60000, 3));
+    co_await passes();
+    EXPECT_EQ(co_await one.b.r.readline(), "first\n");
+    // Another connection's receive, into the same thread buffer, in the same task.
+    EXPECT_TRUE(same_bytes(co_await two.b.r.readexactly(60000), payload(60000, 3)));
+    EXPECT_EQ(co_await one.b.r.read(100), "left over by one");
+    // The same with a task per connection, both woken in one pass of the loop.
+    auto reader = [](StreamReader r) -> corio::Coro<std::string> {
+        std::string line = co_await r.readuntil("|");
+        co_await corio::sleep(0s);  // the other task receives meanwhile
+        co_return line + co_await r.read(100);
+    };
+    auto a = corio::create_task(reader(one.b.r), "one");
+    auto b = corio::create_task(reader(two.b.r), "two");
+    co_await passes();
+    one.a.w.write("1111|aaaa");
+    two.a.w.write("2222|bbbb");
+    EXPECT_EQ(co_await a, "1111|aaaa");
+    EXPECT_EQ(co_await b, "2222|bbbb");
+}
+
+STREAM_TEST(StreamReader, ReadIntoOneBufferSharedByConnectionsGivesEachItsOwnBytes) {
+    // read_into() receives from the reading task's own step, never leaving the buffer with the
+    // loop while it waits: one buffer can serve every connection of a loop, as long as each
+    // task uses the bytes before its next co_await (as an echo server does).
+    std::vector<Link> links;
+    for (int i = 0; i < 4; ++i) links.push_back(unix_link());
+    std::array<char, 64> shared{};
+    std::vector<std::string> got(links.size());
+    std::vector<corio::Task<>> readers;
+    for (std::size_t i = 0; i < links.size(); ++i) {
+        auto read_one = [](StreamReader r, std::span<char> buffer,
+                           std::string& out) -> corio::Coro<> {
+            const std::size_t n = co_await r.read_into(buffer);
+            out.assign(buffer.data(), n);
+        };
+        readers.push_back(corio::create_task(read_one(links[i].b.r, shared, got[i]), "reader"));
+    }
+    co_await passes();  // all four wait
+    for (std::size_t i = 0; i < links.size(); ++i)
+        links[i].a.w.write("connection " + std::to_string(i));
+    for (auto& t : readers) co_await t;
+    for (std::size_t i = 0; i < links.size(); ++i)
+        EXPECT_EQ(got[i], "connection " + std::to_string(i));
+}
+
 STREAM_TEST(StreamReader, ASecondReadWhileOneWaitsRaisesRuntimeError) {
     Link l = unix_link();
     auto first = corio::create_task(l.b.r.read(10), "first read");

@@ -99,6 +99,10 @@ class StreamWriter {
     // Queues `data` and starts sending at once; never waits. Call drain() to apply
     // back-pressure. RuntimeError after close() or write_eof().
     void write(std::string_view data);
+    // The same, taking the string: what the socket does not take at once is queued without a
+    // copy.
+    void write(std::string&& data);
+    void write(const char* data);
     void writelines(const std::vector<std::string>& lines);
     // Waits while more than the high-water mark is queued, until it is down to the low-water
     // mark. Raises the error that ended the connection (ConnectionResetError, ...).
