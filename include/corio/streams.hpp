@@ -70,7 +70,15 @@ class StreamReader {
     // The same with several separators: up to the first one found (Python 3.13).
     Coro<std::string> readuntil(std::vector<std::string> separators);
     // Reads straight into `buffer` (no copy through the stream's buffer when it is empty):
-    // the byte count, 0 at the end of the stream.
+    // the byte count, 0 at the end of the stream. The buffer is written only by the step that
+    // returns (never while the read waits), so one buffer may serve every connection of a loop
+    // if each task uses the bytes before its next co_await:
+    //
+    //     static char buffer[65536];  // shared by every connection's echo task
+    //     while (std::size_t n = co_await reader.read_into(buffer)) {
+    //         writer.write(std::string_view(buffer, n));  // sends, or copies what must wait
+    //         co_await writer.drain();
+    //     }
     Coro<std::size_t> read_into(std::span<char> buffer);
     // True when the buffer is empty and the peer has closed its side.
     bool at_eof() const noexcept;
