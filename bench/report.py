@@ -17,11 +17,8 @@ def cell(values):
 
 def ratio(corio, other, higher_is_better):
     """Medians compared so that > 1 means corio is better; "—" when one is missing."""
-    if not corio or not other:
-        return "—"
-    c, o = statistics.median(corio), statistics.median(other)
-    num, den = (c, o) if higher_is_better else (o, c)
-    return f"{num / den:.2f}x" if den > 0 else "—"
+    r = ratio_value(corio, other, higher_is_better)
+    return "—" if r is None else f"{r:.2f}x"
 
 
 def cpu_model():
@@ -29,3 +26,21 @@ def cpu_model():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
+
+
+def ratio_value(corio, other, higher_is_better):
+    """The number behind `ratio`: medians compared so that > 1 means corio is better; None when
+    one is missing or the denominator is not positive."""
+    if not corio or not other:
+        return None
+    c, o = statistics.median(corio), statistics.median(other)
+    num, den = (c, o) if higher_is_better else (o, c)
+    return num / den if den > 0 else None
+
+
+def memory_total():
+    """Total memory of the machine, e.g. "23.5 GiB" (MemTotal of /proc/meminfo)."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return f"{int(line.split()[1]) / 2**20:.1f} GiB"
+    return "unknown"
