@@ -2,7 +2,7 @@
 raised descriptor limit, stopped with SIGTERM and checked to exit 0), its CPU time and peak
 memory from /proc, and one measurement of the echo load generator.
 
-bench/run_bench.py uses it; bench/echo/run_echo.py has its own, older copy of the Server class.
+bench/run_bench.py uses it, and bench/run_micro.py its reading of bench_core's output.
 """
 import json
 import os
@@ -12,17 +12,41 @@ import shlex
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "echo"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_echo import METRICS as ECHO_METRICS  # noqa: E402
-from run_micro import BENCHES as MICRO_BENCHES  # noqa: E402
+# Echo metrics: key, column title, higher is better (bench/README.md, "What is measured").
+ECHO_METRICS = [
+    ("req_per_s", "req/s", True),
+    ("mib_per_s", "MiB/s each way", True),
+    ("p50_us", "p50 µs", False),
+    ("p99_us", "p99 µs", False),
+    ("cpu_us_per_req", "server CPU µs/req", False),
+    ("server_cpu_pct", "server CPU %", False),
+    ("load_cpu_pct", "load-gen CPU %", False),
+    ("rss_mib", "server peak RSS MiB", False),
+]
 
-__all__ = ["ECHO_METRICS", "BenchError", "Server", "corio_micro_values", "cpu_seconds",
+# Micro benchmarks: bench, unit, corio's Google Benchmark entry, its user counter, higher is
+# better (bench/README.md, "corio's side").
+MICRO_BENCHES = [
+    ("spawn_join", "ns/op", "spawn_join", "ns_per_op", False),
+    ("ping_pong", "ns/op", "ping_pong", "ns_per_op", False),
+    ("ping_pong_event", "ns/op", "ping_pong_event", "ns_per_op", False),
+    ("call_soon", "ns/op", "call_soon", "ns_per_op", False),
+    ("call_soon_rate", "callbacks/s", "call_soon", "callbacks_per_s", True),
+    ("timers_1m", "s", "timers_1m", "overhead_s", False),
+    ("timers_1m_total", "s", "timers_1m", "total_s", False),
+    ("queue_1m", "ns/item", "queue_1m", "ns_per_op", False),
+    ("queue_1m_rate", "items/s", "queue_1m", "items_per_s", True),
+    ("lock_uncontended", "ns/op", "lock_uncontended", "ns_per_op", False),
+    ("event_set_wait", "ns/op", "event_set_wait", "ns_per_op", False),
+    ("suspended_task_bytes", "bytes/task", "suspended_task_bytes", "bytes_per_task", False),
+]
+MICRO_UNITS = {bench: unit for bench, unit, *_ in MICRO_BENCHES}
+
+__all__ = ["ECHO_METRICS", "MICRO_BENCHES", "MICRO_UNITS", "BenchError", "Server", "corio_micro_values", "cpu_seconds",
            "echo_measure", "free_port", "max_nofile", "peak_rss_kib", "pinned", "run_tool"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -251,7 +275,7 @@ def run_tool(cmd, what, timeout, nofile=None, env=None):
 
 def echo_measure(server, load_cmd, size, conns, duration, warmup):
     """One closed-loop measurement of a started echo server with echo_load (`load_cmd`: the
-    program, possibly behind taskset); returns {metric: value} for ECHO_METRICS, as run_echo."""
+    program, possibly behind taskset); returns {metric: value} for ECHO_METRICS."""
     cmd = load_cmd + ["--port", str(server.port), "--connections", str(conns), "--size",
                       str(size), "--duration", str(duration), "--warmup", str(warmup),
                       "--server-pid", str(server.pid)]
@@ -279,7 +303,7 @@ def echo_measure(server, load_cmd, size, conns, duration, warmup):
 
 
 def corio_micro_values(text):
-    """{bench: [values]} from bench_core's Google Benchmark JSON, mapped as run_micro.py does
+    """{bench: [values]} from bench_core's Google Benchmark JSON, mapped by MICRO_BENCHES
     (bench/README.md, "corio's side"): aggregates skipped, one value per repetition."""
     try:
         doc = json.loads(text)

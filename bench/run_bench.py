@@ -36,10 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (ECHO_METRICS, BenchError, Server, corio_micro_values,  # noqa: E402
+from harness import (ECHO_METRICS, MICRO_UNITS, BenchError, Server, corio_micro_values,  # noqa: E402
                      echo_measure, free_port, max_nofile, pinned, run_tool)
 from report import cell, cpu_model, fmt, memory_total, ratio, ratio_value  # noqa: E402
-from run_micro import UNITS as MICRO_UNITS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CPU, LOAD_CPU = 0, 1
@@ -578,6 +577,24 @@ def ratio_cell(results, workload, server, point, metric, higher, corio="corio"):
                  results.get(workload, server, point, metric), higher)
 
 
+def echo_medians_table(args, results, names, metric, title, higher):
+    """One metric of every echo server at every point, medians with the ratio to corio."""
+    lines = [f"### {title} (medians)", "",
+             "| server | " + " | ".join(point_name("echo", p) for p in args.echo_points) + " |",
+             "|---|" + "---|" * len(args.echo_points)]
+    for name in names:
+        row = []
+        for p in args.echo_points:
+            m = results.median("echo", name, p, metric)
+            r = ratio_value(results.get("echo", "corio", p, metric),
+                            results.get("echo", name, p, metric), higher)
+            text = fmt(m) if m is not None else (
+                "FAILED" if results.errors.get(("echo", name, p)) else "n/a")
+            row.append(text + (f" ({r:.2f}x)" if r is not None and name != "corio" else ""))
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    return lines + [""]
+
+
 def echo_section(args, targets, results, plots):
     names = [t.name for t in targets]
     notes = Notes()
@@ -592,36 +609,12 @@ def echo_section(args, targets, results, plots):
         "bottleneck (load-gen CPU % near 100): then req/s differ less than CPU per request, "
         "which is the figure to compare (bench/README.md, \"Reading CPU per request\").",
         "",
-        "### req/s (medians)",
-        "",
-        "| server | " + " | ".join(point_name("echo", p) for p in args.echo_points) + " |",
-        "|---|" + "---|" * len(args.echo_points),
     ]
-    for name in names:
-        row = []
-        for p in args.echo_points:
-            m = results.median("echo", name, p, "req_per_s")
-            r = ratio_value(results.get("echo", "corio", p, "req_per_s"),
-                            results.get("echo", name, p, "req_per_s"), True)
-            text = fmt(m) if m is not None else (
-                "FAILED" if results.errors.get(("echo", name, p)) else "n/a")
-            row.append(text + (f" ({r:.2f}x)" if r is not None and name != "corio" else ""))
-        lines.append(f"| {name} | " + " | ".join(row) + " |")
-    lines += ["", "In parentheses: corio / server (> 1 means corio is better).", "",
-              "### server CPU µs per request (medians)", "",
-              "| server | " + " | ".join(point_name("echo", p) for p in args.echo_points) + " |",
-              "|---|" + "---|" * len(args.echo_points)]
-    for name in names:
-        row = []
-        for p in args.echo_points:
-            m = results.median("echo", name, p, "cpu_us_per_req")
-            r = ratio_value(results.get("echo", "corio", p, "cpu_us_per_req"),
-                            results.get("echo", name, p, "cpu_us_per_req"), False)
-            text = fmt(m) if m is not None else (
-                "FAILED" if results.errors.get(("echo", name, p)) else "n/a")
-            row.append(text + (f" ({r:.2f}x)" if r is not None and name != "corio" else ""))
-        lines.append(f"| {name} | " + " | ".join(row) + " |")
-    lines += ["", "In parentheses: server / corio (> 1 means corio is better).", ""]
+    lines += echo_medians_table(args, results, names, "req_per_s", "req/s", True)
+    lines += ["In parentheses: corio / server (> 1 means corio is better).", ""]
+    lines += echo_medians_table(args, results, names, "cpu_us_per_req",
+                                "server CPU µs per request", False)
+    lines += ["In parentheses: server / corio (> 1 means corio is better).", ""]
     lines += plot_links(plots, "echo")
     lines += [
         "### All figures",

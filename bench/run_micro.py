@@ -16,28 +16,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import MICRO_BENCHES, MICRO_UNITS, BenchError, corio_micro_values  # noqa: E402
 from report import cell, cpu_model, ratio  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER = ROOT / "bench" / "peers" / "asyncio_micro.py"
 PEERS = ["corio", "asyncio", "uvloop"]
 
-# bench, unit, corio Google Benchmark entry, its user counter, higher is better
-BENCHES = [
-    ("spawn_join", "ns/op", "spawn_join", "ns_per_op", False),
-    ("ping_pong", "ns/op", "ping_pong", "ns_per_op", False),
-    ("ping_pong_event", "ns/op", "ping_pong_event", "ns_per_op", False),
-    ("call_soon", "ns/op", "call_soon", "ns_per_op", False),
-    ("call_soon_rate", "callbacks/s", "call_soon", "callbacks_per_s", True),
-    ("timers_1m", "s", "timers_1m", "overhead_s", False),
-    ("timers_1m_total", "s", "timers_1m", "total_s", False),
-    ("queue_1m", "ns/item", "queue_1m", "ns_per_op", False),
-    ("queue_1m_rate", "items/s", "queue_1m", "items_per_s", True),
-    ("lock_uncontended", "ns/op", "lock_uncontended", "ns_per_op", False),
-    ("event_set_wait", "ns/op", "event_set_wait", "ns_per_op", False),
-    ("suspended_task_bytes", "bytes/task", "suspended_task_bytes", "bytes_per_task", False),
-]
-UNITS = {bench: unit for bench, unit, *_ in BENCHES}
+BENCHES, UNITS = MICRO_BENCHES, MICRO_UNITS
 
 
 def fail(msg):
@@ -58,20 +44,9 @@ def run_corio(args):
             fail(f"{args.corio} exited with status {proc.returncode}:\n{proc.stderr}")
         text = proc.stdout
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        fail(f"corio output is not Google Benchmark JSON ({e})")
-    out = {}
-    for entry in doc.get("benchmarks", []):
-        if entry.get("run_type") == "aggregate":  # mean/median/stddev of repetitions
-            continue
-        if entry.get("error_occurred"):
-            fail(f"corio benchmark {entry['name']} failed: {entry.get('error_message')}")
-        base = entry["name"].split("/")[0]
-        for bench, _, name, counter, _ in BENCHES:
-            if base == name and counter in entry:
-                out.setdefault(bench, []).append(float(entry[counter]))
-    return out
+        return corio_micro_values(text)
+    except BenchError as e:
+        fail(str(e))
 
 
 def run_peer(loop, args):
