@@ -15,15 +15,18 @@ namespace corio {
 
 namespace detail {
 
-// One connection, shared by its reader, its writer and the task that sends what is queued.
-// The thread's receive buffer (StreamConnection::fill): 64 KiB, shared by the connections of
-// the loop running on the thread.
+// Room per receive (not zero-filled).
+inline constexpr std::size_t kReceiveChunk = 64 * 1024;
+
+// The thread's receive buffer (StreamConnection::fill), shared by the connections of the loop
+// running on the thread.
 inline char* receive_buffer() {
     thread_local const std::unique_ptr<char[]> buffer =
-        std::make_unique_for_overwrite<char[]>(64 * 1024);
+        std::make_unique_for_overwrite<char[]>(kReceiveChunk);
     return buffer.get();
 }
 
+// One connection, shared by its reader, its writer and the task that sends what is queued.
 struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
     Socket sock;
     std::size_t limit = kDefaultStreamLimit;
@@ -82,7 +85,7 @@ struct StreamConnection : std::enable_shared_from_this<StreamConnection> {
         if (in_begin == in_end) in_begin = in_end = 0;
     }
 
-    static constexpr std::size_t kChunk = 64 * 1024;  // room per receive (not zero-filled)
+    static constexpr std::size_t kChunk = kReceiveChunk;
 
     // Makes room in `in` for at least `want` bytes after the unread data; returns the room there
     // is. Not while borrowed.
