@@ -49,6 +49,9 @@
 
 #include "corio/corio.hpp"
 #include "corio/testing.hpp"
+#include "support.hpp"
+
+using corio_test::os_code;
 
 using namespace std::chrono_literals;
 using corio::Socket;
@@ -242,18 +245,6 @@ corio::Coro<std::exception_ptr> raised_by(A aw) {
     if (corio::is_cancellation(error) && corio::current_task().cancelling() > 0)
         std::rethrow_exception(error);
     co_return error;
-}
-
-// The OSError code `e` holds; -1 when it holds no OSError (or nothing).
-int os_code(const std::exception_ptr& e) {
-    if (!e) return -1;
-    try {
-        std::rethrow_exception(e);
-    } catch (const corio::OSError& x) {
-        return x.code();
-    } catch (...) {
-        return -1;
-    }
 }
 
 std::string message_of(const std::exception_ptr& e) {

@@ -36,6 +36,10 @@
 
 #include "corio/corio.hpp"
 #include "corio/testing.hpp"
+#include "support.hpp"
+
+using corio_test::is_a;
+using corio_test::raised_by;
 
 using namespace std::chrono_literals;
 using corio::Server;
@@ -186,28 +190,8 @@ corio::Coro<bool> eventually(F done) {
 
 // --- outcomes -----------------------------------------------------------------------------
 
-// What awaiting `aw` raised (CancelledError included), or null.
-template <class A>
-corio::Coro<std::exception_ptr> raised_by(A aw) {
-    std::exception_ptr error;
-    try {
-        // An lvalue: awaiting a Task by rvalue would move its result out of the shared task.
-        co_await aw;
-    } catch (...) {
-        error = std::current_exception();
-    }
-    co_return error;
-}
-
 std::string text(const std::exception_ptr& e) {
     return e ? corio::describe(e) : std::string("nothing");
-}
-
-template <class E>
-::testing::AssertionResult is_a(const std::exception_ptr& e) {
-    if (corio::holds<E>(e)) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure()
-           << "raised " << (e ? corio::describe(e) : std::string("nothing"));
 }
 
 // A copy of the exception `e` holds, if it is an E.

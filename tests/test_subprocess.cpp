@@ -53,6 +53,11 @@
 
 #include "corio/corio.hpp"
 #include "corio/testing.hpp"
+#include "support.hpp"
+
+using corio_test::is_a;
+using corio_test::os_code;
+using corio_test::raised_by;
 
 using namespace std::chrono_literals;
 using corio::Process;
@@ -197,25 +202,6 @@ namespace {
 // expression: ProcessOptions that set `cwd` or `env` are therefore named variables here, never
 // braced temporaries inside `co_await create_subprocess_exec(...)`.)
 
-// What awaiting `aw` raised (CancelledError included), or null.
-template <class A>
-corio::Coro<std::exception_ptr> raised_by(A aw) {
-    std::exception_ptr error;
-    try {
-        co_await aw;
-    } catch (...) {
-        error = std::current_exception();
-    }
-    co_return error;
-}
-
-template <class E>
-::testing::AssertionResult is_a(const std::exception_ptr& e) {
-    if (corio::holds<E>(e)) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure()
-           << "raised " << (e ? corio::describe(e) : std::string("nothing"));
-}
-
 // The message of the exception `e` holds ("" for none).
 std::string message_of(const std::exception_ptr& e) {
     if (!e) return "";
@@ -227,18 +213,6 @@ std::string message_of(const std::exception_ptr& e) {
         return x.what();
     } catch (...) {
         return "?";
-    }
-}
-
-// The errno of the OSError `e` holds, or -1.
-int os_error_code(const std::exception_ptr& e) {
-    if (!e) return -1;
-    try {
-        std::rethrow_exception(e);
-    } catch (const corio::OSError& x) {
-        return x.code();
-    } catch (...) {
-        return -1;
     }
 }
 
@@ -871,7 +845,7 @@ SUBPROCESS_TEST(SubprocessStdio, ABadStdioFdIsAnError) {
         corio::create_subprocess_exec({.in = corio::PIPE, .out = corio::Stdio::fd(closed)}, "true");
     const std::exception_ptr e = co_await spawn_error(std::move(not_open));
     EXPECT_TRUE(is_a<corio::OSError>(e));
-    EXPECT_EQ(os_error_code(e), EBADF) << message_of(e);
+    EXPECT_EQ(os_code(e), EBADF) << message_of(e);
     EXPECT_TRUE(our_children().empty());
 }
 
@@ -881,7 +855,7 @@ SUBPROCESS_TEST(SubprocessErrors, AMissingProgramIsFileNotFoundErrorNamingIt) {
     const std::exception_ptr e =
         co_await spawn_error(corio::create_subprocess_exec("corio-no-such-program", "arg"));
     EXPECT_TRUE(is_a<corio::FileNotFoundError>(e));
-    EXPECT_EQ(os_error_code(e), ENOENT);
+    EXPECT_EQ(os_code(e), ENOENT);
     EXPECT_NE(message_of(e).find("corio-no-such-program"), std::string::npos) << message_of(e);
 }
 
@@ -906,7 +880,7 @@ SUBPROCESS_TEST(SubprocessErrors, ANonExecutableFileIsPermissionError) {
     const std::string path = dir.file("not-executable", "#!/bin/sh\necho no\n", 0644);
     const std::exception_ptr by_path = co_await spawn_error(corio::create_subprocess_exec(path));
     EXPECT_TRUE(is_a<corio::PermissionError>(by_path));
-    EXPECT_EQ(os_error_code(by_path), EACCES);
+    EXPECT_EQ(os_code(by_path), EACCES);
     // Found through PATH, not executable: the same, not "not found".
     const corio::ProcessOptions options{.env = {{{"PATH", dir.str()}}}};
     const std::exception_ptr by_name =
@@ -919,7 +893,7 @@ SUBPROCESS_TEST(SubprocessErrors, ADirectoryAsTheProgramIsPermissionError) {
     TempDir dir;
     const std::exception_ptr e = co_await spawn_error(corio::create_subprocess_exec(dir.str()));
     EXPECT_TRUE(is_a<corio::PermissionError>(e));
-    EXPECT_EQ(os_error_code(e), EACCES) << message_of(e);
+    EXPECT_EQ(os_code(e), EACCES) << message_of(e);
 }
 
 SUBPROCESS_TEST(SubprocessErrors, AnExecutableWithoutAShebangIsAnExecFormatError) {
@@ -929,7 +903,7 @@ SUBPROCESS_TEST(SubprocessErrors, AnExecutableWithoutAShebangIsAnExecFormatError
     const std::exception_ptr e =
         co_await spawn_error(corio::create_subprocess_exec({.out = corio::PIPE}, path));
     EXPECT_TRUE(is_a<corio::OSError>(e));
-    EXPECT_EQ(os_error_code(e), ENOEXEC) << message_of(e);
+    EXPECT_EQ(os_code(e), ENOEXEC) << message_of(e);
 }
 
 SUBPROCESS_TEST(SubprocessErrors, AMissingWorkingDirectoryIsFileNotFoundErrorNamingIt) {
@@ -945,7 +919,7 @@ SUBPROCESS_TEST(SubprocessErrors, AMissingWorkingDirectoryIsFileNotFoundErrorNam
     const corio::ProcessOptions in_file{.cwd = file};
     const std::exception_ptr f =
         co_await spawn_error(corio::create_subprocess_exec(in_file, "pwd"));
-    EXPECT_EQ(os_error_code(f), ENOTDIR) << message_of(f);
+    EXPECT_EQ(os_code(f), ENOTDIR) << message_of(f);
     EXPECT_NE(message_of(f).find(file), std::string::npos) << message_of(f);
 }
 
@@ -995,7 +969,7 @@ SUBPROCESS_TEST(SubprocessErrors, RunningOutOfDescriptorsFailsWithoutLeavingAnyt
         pipes_error = co_await spawn_error(corio::create_subprocess_exec(
             {.in = corio::PIPE, .out = corio::PIPE, .err = corio::PIPE}, "true"));
     }
-    EXPECT_EQ(os_error_code(pipes_error), EMFILE) << message_of(pipes_error);
+    EXPECT_EQ(os_code(pipes_error), EMFILE) << message_of(pipes_error);
     EXPECT_TRUE(our_children().empty());
 
     // No room at all: the child starts, but the pidfd watcher cannot open its pidfd. Either the
@@ -1014,7 +988,7 @@ SUBPROCESS_TEST(SubprocessErrors, RunningOutOfDescriptorsFailsWithoutLeavingAnyt
     if (started) {
         EXPECT_EQ(co_await started->wait(), 3);
     } else {
-        EXPECT_EQ(os_error_code(pidfd_error), EMFILE) << message_of(pidfd_error);
+        EXPECT_EQ(os_code(pidfd_error), EMFILE) << message_of(pidfd_error);
         EXPECT_TRUE(our_children().empty()) << describe_processes(our_children());
     }
 }
@@ -1232,7 +1206,7 @@ SUBPROCESS_TEST(SubprocessSignals, AnInvalidSignalIsAnOSErrorAndTheChildRunsOn) 
         return std::exception_ptr();
     }();
     EXPECT_TRUE(is_a<corio::OSError>(e));
-    EXPECT_EQ(os_error_code(e), EINVAL) << message_of(e);
+    EXPECT_EQ(os_code(e), EINVAL) << message_of(e);
     auto [out, err] = co_await cat.communicate("alive\n");
     EXPECT_EQ(out, "alive\n");
     EXPECT_EQ(cat.returncode(), 0);
